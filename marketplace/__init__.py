@@ -1,0 +1,1 @@
+"""Vendors, models, versions, artifacts, uploads, portal pages, buyer API, Hugging Face endpoints."""

@@ -1,0 +1,103 @@
+"""Streaming a stored file with constant memory: ETag = sha256, Range requests (206)."""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterator
+
+from django.core.files.storage import default_storage
+from django.http import HttpResponse, StreamingHttpResponse
+
+from ..models import Artifact
+
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+CHUNK = 1024 * 1024
+
+
+class RangeNotSatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) for a single `bytes=` range, None for no/ignored range."""
+    if not header:
+        return None
+    m = RANGE_RE.match(header.strip())
+    if not m or (m.group(1) == "" and m.group(2) == ""):
+        return None  # multi-range or malformed: RFC 9110 lets us answer 200 with everything
+    first, last = m.group(1), m.group(2)
+    if first == "":
+        length = int(last)
+        if length == 0:
+            raise RangeNotSatisfiable()
+        return max(size - length, 0), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        raise RangeNotSatisfiable()
+    return start, end
+
+
+def file_headers(artifact: Artifact, commit: str) -> dict[str, str]:
+    quoted = f'"{artifact.sha256}"'
+    return {
+        "ETag": quoted,
+        "X-Linked-Etag": quoted,
+        "X-Linked-Size": str(artifact.size),
+        "X-Repo-Commit": commit,
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f'attachment; filename="{artifact.path.rsplit("/", 1)[-1]}"',
+        "Cache-Control": "private, max-age=0",
+    }
+
+
+def file_response(
+    artifact: Artifact,
+    *,
+    commit: str,
+    method: str,
+    range_header: str | None,
+    on_done: Callable[[int, int | None], None],
+) -> HttpResponse:
+    """HEAD or GET of `artifact`; `on_done(bytes_sent, range_start)` runs when the body is sent."""
+    headers = file_headers(artifact, commit)
+    try:
+        byte_range = parse_range(range_header, artifact.size)
+    except RangeNotSatisfiable:
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{artifact.size}"
+        on_done(0, None)
+        return response
+    start, end = byte_range if byte_range else (0, artifact.size - 1)
+    length = max(end - start + 1, 0)
+    if method == "HEAD":
+        response = HttpResponse(status=206 if byte_range else 200, content_type="application/octet-stream")
+        on_done(0, start if byte_range else None)
+    else:
+        response = StreamingHttpResponse(
+            _stream(artifact.storage_name, start, length, lambda sent: on_done(sent, start if byte_range else None)),
+            status=206 if byte_range else 200,
+            content_type="application/octet-stream",
+        )
+    for key, value in headers.items():
+        response[key] = value
+    response["Content-Length"] = str(length)
+    if byte_range:
+        response["Content-Range"] = f"bytes {start}-{end}/{artifact.size}"
+    return response
+
+
+def _stream(storage_name: str, start: int, length: int, done: Callable[[int], None]) -> Iterator[bytes]:
+    sent = 0
+    try:
+        with default_storage.open(storage_name, "rb") as fh:
+            if start:
+                fh.seek(start)
+            while sent < length:
+                block = fh.read(min(CHUNK, length - sent))
+                if not block:
+                    break
+                sent += len(block)
+                yield block
+    finally:
+        done(sent)

@@ -1,0 +1,144 @@
+"""Hugging Face Hub compatible endpoints, so unmodified `huggingface_hub` clients can download.
+
+Repo id `<vendor>/<model>`; revision `main`, `v<N>` or the 40-hex commit (root digest prefix).
+Errors carry `X-Error-Code` (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from django.db.models import F
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..errors import MarketplaceError
+from ..models import Download, Version
+from .errors import error_response
+from .files import file_response
+
+POINTER_SIZE = 134  # size of a git-lfs pointer file; clients only display it
+
+
+def _sibling(artifact) -> dict:
+    return {
+        "rfilename": artifact.path,
+        "size": artifact.size,
+        "lfs": {"size": artifact.size, "sha256": artifact.sha256, "pointerSize": POINTER_SIZE},
+    }
+
+
+def _info(version: Version) -> dict:
+    model = version.model
+    artifacts = list(version.artifacts.order_by("path"))
+    return {
+        "_id": model.chain_model_id,
+        "id": model.repo_id,
+        "modelId": model.repo_id,
+        "author": model.vendor.slug,
+        "sha": version.commit_sha,
+        "lastModified": version.updated_at.isoformat().replace("+00:00", "Z"),
+        "createdAt": model.created_at.isoformat().replace("+00:00", "Z"),
+        "private": False,
+        "gated": "manual",
+        "disabled": False,
+        "downloads": 0,
+        "likes": 0,
+        "tags": [f for f in (version.metadata or {}).get("formats", [])],
+        "library_name": "gguf" if "gguf" in (version.metadata or {}).get("formats", []) else None,
+        "siblings": [_sibling(a) for a in artifacts],
+        "usedStorage": sum(a.size for a in artifacts),
+        "hallmark": {
+            "model_id": model.chain_model_id,
+            "version": version.number,
+            "root_digest": version.root_digest,
+            "metadata_digest": version.metadata_digest,
+            "signer": version.signer,
+        },
+    }
+
+
+class ModelInfoView(APIView):
+    """`GET /api/models/{repo}` and `/api/models/{repo}/revision/{rev}`."""
+
+    def get(self, request, vendor, model, revision="main"):
+        repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+        version = selectors.version_resolve(model=repo, revision=unquote(revision))
+        return Response(_info(version))
+
+
+class ModelTreeView(APIView):
+    """`GET /api/models/{repo}/tree/{rev}[/{path}]?recursive=true`."""
+
+    def get(self, request, vendor, model, revision, path=""):
+        repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+        version = selectors.version_resolve(model=repo, revision=unquote(revision))
+        prefix = path.strip("/")
+        recursive = request.query_params.get("recursive", "false").lower() in ("1", "true")
+        entries, folders = [], set()
+        for artifact in version.artifacts.order_by("path"):
+            if prefix and not artifact.path.startswith(prefix + "/"):
+                continue
+            rest = artifact.path[len(prefix) + 1 :] if prefix else artifact.path
+            if not recursive and "/" in rest:
+                folder = (prefix + "/" if prefix else "") + rest.split("/", 1)[0]
+                if folder not in folders:
+                    folders.add(folder)
+                    entries.append({"type": "directory", "oid": version.commit_sha, "size": 0, "path": folder})
+                continue
+            entries.append(
+                {
+                    "type": "file",
+                    "oid": artifact.sha256[:40],
+                    "size": artifact.size,
+                    "path": artifact.path,
+                    "lfs": {"oid": artifact.sha256, "size": artifact.size, "pointerSize": POINTER_SIZE},
+                }
+            )
+        return Response(entries)
+
+
+class ResolveView(APIView):
+    """`HEAD`/`GET /{repo}/resolve/{rev}/{path}`: a licensed file, streamed (Range aware)."""
+
+    def head(self, request, vendor, model, revision, path):
+        return self._serve(request, vendor, model, revision, path)
+
+    def get(self, request, vendor, model, revision, path):
+        return self._serve(request, vendor, model, revision, path)
+
+    def _serve(self, request, vendor, model, revision, path):
+        revision = unquote(revision)
+        repo_id = f"{vendor}/{model}"
+        token = request.auth if request.auth is not None and hasattr(request.auth, "prefix") else None
+        record = dict(user=request.user, token=token, repo_id=repo_id, revision=revision, path=path, method=request.method)
+        version = artifact = grant = None
+        try:
+            repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+            version = selectors.version_resolve(model=repo, revision=revision)
+            artifact = selectors.artifact_get(version=version, path=path)
+            grant = services.download_authorize(user=request.user, version=version)
+        except MarketplaceError as exc:
+            services.download_record(**record, version=version, artifact=artifact, status_code=exc.status, error_code=exc.code)
+            return error_response(exc.code, exc.message, exc.status, exc.headers)
+
+        download = services.download_record(
+            **record, version=version, artifact=artifact, grant=grant, status_code=200
+        )
+
+        def done(bytes_sent: int, range_start: int | None) -> None:
+            Download.objects.filter(pk=download.pk).update(
+                bytes_sent=F("bytes_sent") + bytes_sent, range_start=range_start
+            )
+
+        response = file_response(
+            artifact,
+            commit=version.commit_sha,
+            method=request.method,
+            range_header=request.META.get("HTTP_RANGE"),
+            on_done=done,
+        )
+        if response.status_code != 200:
+            Download.objects.filter(pk=download.pk).update(status_code=response.status_code)
+        return response

@@ -1,0 +1,30 @@
+"""REST API routes under /api/v1/."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("models", views.ModelListView.as_view(), name="api-models"),
+    path("models/<str:vendor>/<str:model>", views.ModelDetailView.as_view(), name="api-model-detail"),
+    path("vendor/models", views.VendorModelsView.as_view(), name="api-vendor-models"),
+    path("vendor/models/<str:slug>", views.VendorModelView.as_view(), name="api-vendor-model"),
+    path("vendor/models/<str:slug>/signature", views.VendorModelSignatureView.as_view(), name="api-vendor-model-signature"),
+    path("vendor/models/<str:slug>/versions", views.VendorVersionsView.as_view(), name="api-vendor-versions"),
+    path("vendor/models/<str:slug>/versions/<int:version_id>", views.VendorVersionView.as_view(), name="api-vendor-version"),
+    path(
+        "vendor/models/<str:slug>/versions/<int:version_id>/files/<path:path>",
+        views.VendorVersionFileView.as_view(),
+        name="api-vendor-version-file",
+    ),
+    path(
+        "vendor/models/<str:slug>/versions/<int:version_id>/finalize",
+        views.VendorVersionFinalizeView.as_view(),
+        name="api-vendor-version-finalize",
+    ),
+    path(
+        "vendor/models/<str:slug>/versions/<int:version_id>/signature",
+        views.VendorVersionSignatureView.as_view(),
+        name="api-vendor-version-signature",
+    ),
+]

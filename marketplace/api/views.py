@@ -1,0 +1,233 @@
+"""REST API (/api/v1/): thin views that translate input, call one service, translate output."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from rest_framework import permissions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry import chain
+
+from .. import selectors, services
+from ..errors import Forbidden, NotFound
+from ..models import Artifact, Model, Vendor, Version
+
+
+class IsVendor(permissions.BasePermission):
+    message = {"code": "not_a_vendor", "message": "this needs a vendor account"}
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and hasattr(request.user, "vendor"))
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def terms_data(model: Model) -> dict:
+    return {
+        "price_wei": str(model.price_wei),
+        "duration_seconds": int(model.license_duration),
+        "perpetual": model.license_duration == 0,
+        "listed": model.listed,
+    }
+
+
+def artifact_data(artifact: Artifact) -> dict:
+    return {"path": artifact.path, "size": artifact.size, "sha256": artifact.sha256, "format": artifact.file_format}
+
+
+def version_data(version: Version, *, with_signing: bool = False) -> dict:
+    data = {
+        "id": version.pk,
+        "number": version.number,
+        "status": version.status,
+        "root_digest": version.root_digest or None,
+        "metadata_digest": version.metadata_digest or None,
+        "commit": version.commit_sha or None,
+        "files": [artifact_data(a) for a in version.artifacts.order_by("path")],
+        "metadata": version.metadata,
+        "signer": version.signer or None,
+        "transaction_hash": version.publish_transaction.tx_hash if version.publish_transaction_id else None,
+        "published_block": version.published_block,
+        "error": {"code": version.error_code, "message": version.error_message} if version.error_code else None,
+    }
+    if with_signing:
+        data["manifest"] = version.manifest
+        data["typed_data"] = version.typed_data if version.status == Version.Status.AWAITING_SIGNATURE else None
+    return data
+
+
+def model_data(model: Model, *, vendor_view: bool = False) -> dict:
+    versions = model.versions.all() if vendor_view else selectors.live_versions(model=model)
+    data = {
+        "repo_id": model.repo_id,
+        "vendor": model.vendor.slug,
+        "vendor_address": model.vendor.address,
+        "name": model.name,
+        "description": model.description,
+        "status": model.status,
+        "model_id": model.chain_model_id,
+        "parent": model.parent.repo_id if model.parent_id else None,
+        "upstream_bps": model.upstream_bps,
+        "terms": terms_data(model),
+        "versions": [version_data(v, with_signing=vendor_view) for v in versions.order_by("-created_at")],
+    }
+    if vendor_view:
+        data["typed_data"] = model.typed_data if model.status == Model.Status.AWAITING_SIGNATURE else None
+        data["transaction_hash"] = model.create_transaction.tx_hash if model.create_transaction_id else None
+        data["error"] = {"code": model.error_code, "message": model.error_message} if model.error_code else None
+    if model.status == Model.Status.LIVE:
+        try:
+            data["registry_address"] = chain.registry_address()
+        except chain.ChainError:
+            data["registry_address"] = None
+    return data
+
+
+# ----------------------------------------------------------------------------- input
+
+
+class ModelCreateInput(serializers.Serializer):
+    slug = serializers.CharField(max_length=96)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    price_wei = serializers.RegexField(r"^[0-9]{1,29}$", help_text="wei, as a string of digits")
+    license_duration = serializers.IntegerField(min_value=0, default=0)
+    parent = serializers.CharField(required=False, allow_blank=True, default="", help_text="<vendor>/<model>")
+    upstream_bps = serializers.IntegerField(min_value=0, max_value=10_000, default=0)
+
+
+class SignatureInput(serializers.Serializer):
+    signature = serializers.RegexField(r"^0x[0-9a-fA-F]{130}$", help_text="65-byte signature, 0x-hex")
+
+
+# ----------------------------------------------------------------------------- vendor
+
+
+def _own_model(request, slug: str) -> Model:
+    model = Model.objects.select_related("vendor").filter(vendor__user=request.user, slug=slug).first()
+    if model is None:
+        raise NotFound(f"you have no model named {slug!r}", code="model_not_found")
+    return model
+
+
+def _own_version(request, slug: str, version_id: int) -> Version:
+    model = _own_model(request, slug)
+    version = model.versions.filter(pk=version_id).first()
+    if version is None:
+        raise NotFound(f"{model.repo_id} has no version draft #{version_id}", code="version_not_found")
+    return version
+
+
+class VendorModelsView(APIView):
+    permission_classes = [IsVendor]
+
+    def get(self, request):
+        models = Model.objects.select_related("vendor").filter(vendor__user=request.user).order_by("slug")
+        return Response([model_data(m, vendor_view=True) for m in models])
+
+    def post(self, request):
+        data = ModelCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        parent = None
+        if values["parent"]:
+            vendor_slug, _, model_slug = values["parent"].partition("/")
+            parent = selectors.model_get_by_repo(vendor_slug=vendor_slug, model_slug=model_slug)
+        model = services.model_create(
+            vendor=request.user.vendor,
+            slug=values["slug"],
+            name=values["name"],
+            description=values["description"],
+            price_wei=int(values["price_wei"]),
+            license_duration=values["license_duration"],
+            parent=parent,
+            upstream_bps=values["upstream_bps"],
+        )
+        return Response(model_data(model, vendor_view=True), status=status.HTTP_201_CREATED)
+
+
+class VendorModelView(APIView):
+    permission_classes = [IsVendor]
+
+    def get(self, request, slug):
+        return Response(model_data(_own_model(request, slug), vendor_view=True))
+
+
+class VendorModelSignatureView(APIView):
+    permission_classes = [IsVendor]
+
+    def post(self, request, slug):
+        data = SignatureInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = services.model_submit_signature(model=_own_model(request, slug), signature=data.validated_data["signature"])
+        return Response(model_data(Model.objects.get(pk=model.pk), vendor_view=True), status=status.HTTP_202_ACCEPTED)
+
+
+class VendorVersionsView(APIView):
+    permission_classes = [IsVendor]
+
+    def post(self, request, slug):
+        version = services.version_create(model=_own_model(request, slug))
+        return Response(version_data(version, with_signing=True), status=status.HTTP_201_CREATED)
+
+
+class VendorVersionView(APIView):
+    permission_classes = [IsVendor]
+
+    def get(self, request, slug, version_id):
+        return Response(version_data(_own_version(request, slug, version_id), with_signing=True))
+
+
+class VendorVersionFileView(APIView):
+    """`PUT` the raw bytes of one file; the body is streamed to storage, never parsed."""
+
+    permission_classes = [IsVendor]
+
+    def put(self, request, slug, version_id, path):
+        version = _own_version(request, slug, version_id)
+        length = request.META.get("CONTENT_LENGTH")
+        stream = request.stream
+        if stream is None:
+            from io import BytesIO
+
+            stream = BytesIO(b"")
+        artifact = services.artifact_upload(
+            version=version, path=path, stream=stream, length=int(length) if length else None
+        )
+        return Response(artifact_data(artifact), status=status.HTTP_201_CREATED)
+
+
+class VendorVersionFinalizeView(APIView):
+    permission_classes = [IsVendor]
+
+    def post(self, request, slug, version_id):
+        version = services.version_finalize(version=_own_version(request, slug, version_id))
+        return Response(version_data(Version.objects.get(pk=version.pk), with_signing=True), status=status.HTTP_202_ACCEPTED)
+
+
+class VendorVersionSignatureView(APIView):
+    permission_classes = [IsVendor]
+
+    def post(self, request, slug, version_id):
+        data = SignatureInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.version_submit_signature(
+            version=_own_version(request, slug, version_id), signature=data.validated_data["signature"]
+        )
+        return Response(version_data(Version.objects.get(pk=version.pk), with_signing=True), status=status.HTTP_202_ACCEPTED)
+
+
+# ----------------------------------------------------------------------------- public catalog
+
+
+class ModelListView(APIView):
+    def get(self, request):
+        return Response([model_data(m) for m in selectors.model_list_public()[:100]])
+
+
+class ModelDetailView(APIView):
+    def get(self, request, vendor, model):
+        return Response(model_data(selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)))

@@ -1,0 +1,176 @@
+"""Marketplace data: accounts (wallets, API tokens), vendors, models, versions, artifacts, downloads."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from registry.fields import WeiField
+from registry.models import ChainTransaction, TimeStamped
+
+
+class Wallet(TimeStamped):
+    """An Ethereum address a user proved to control (signature checked when linked)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="wallets")
+    address = models.CharField(max_length=42, unique=True, help_text="checksummed")
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class ApiToken(TimeStamped):
+    """A bearer token for the API and Hugging Face clients. Only its SHA-256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, db_index=True, help_text="shown to the owner to tell tokens apart")
+    key_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+
+class Vendor(TimeStamped):
+    """A publisher: its slug names its repos (`<vendor>/<model>`); `address` signs its versions."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vendor")
+    slug = models.SlugField(max_length=64, unique=True)
+    display_name = models.CharField(max_length=200, blank=True)
+    address = models.CharField(max_length=42, unique=True, help_text="checksummed signing wallet")
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Model(TimeStamped):
+    """A vendor's model: terms and lineage, registered on chain under `chain_model_id`."""
+
+    class Status(models.TextChoices):
+        AWAITING_SIGNATURE = "awaiting_signature", "waiting for the vendor's signature"
+        PENDING_CHAIN = "pending_chain", "waiting for the chain"
+        LIVE = "live", "registered on chain"
+        FAILED = "failed", "failed"
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="models")
+    slug = models.SlugField(max_length=96)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    chain_model_id = models.CharField(max_length=66, unique=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    upstream_bps = models.PositiveIntegerField(default=0)
+    price_wei = WeiField(default=0)
+    license_duration = models.PositiveBigIntegerField(default=0, help_text="seconds; 0 = perpetual")
+    listed = models.BooleanField(default=True)
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.AWAITING_SIGNATURE)
+    typed_data = models.JSONField(null=True, blank=True, help_text="the CreateModel message to sign")
+    signature = models.CharField(max_length=140, blank=True)
+    create_transaction = models.ForeignKey(ChainTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["vendor", "slug"], name="model_unique_vendor_slug"),
+            models.CheckConstraint(condition=Q(upstream_bps__lte=10_000), name="model_upstream_bps_max"),
+            models.CheckConstraint(condition=Q(price_wei__gte=0), name="model_price_nonnegative"),
+        ]
+
+    @property
+    def repo_id(self) -> str:
+        return f"{self.vendor.slug}/{self.slug}"
+
+    def __str__(self) -> str:
+        return self.repo_id
+
+
+class Version(TimeStamped):
+    """One published (or in-progress) version: files, manifest, signature, chain anchor."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft: uploading files"
+        HASHING = "hashing", "hashing and inspecting"
+        AWAITING_SIGNATURE = "awaiting_signature", "waiting for the vendor's signature"
+        PENDING_CHAIN = "pending_chain", "waiting for the chain"
+        LIVE = "live", "live"
+        REJECTED = "rejected", "rejected (see error)"
+        FAILED = "failed", "failed on chain (see error)"
+
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField(null=True, blank=True, help_text="the on-chain version number")
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    root_digest = models.CharField(max_length=64, blank=True, db_index=True)
+    metadata_digest = models.CharField(max_length=64, blank=True)
+    manifest = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(null=True, blank=True)
+    typed_data = models.JSONField(null=True, blank=True, help_text="the PublishVersion message to sign")
+    signature = models.CharField(max_length=140, blank=True)
+    signer = models.CharField(max_length=42, blank=True)
+    publish_transaction = models.ForeignKey(
+        ChainTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    published_block = models.PositiveBigIntegerField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "number"], condition=Q(number__isnull=False), name="version_unique_model_number"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="live") | (Q(number__isnull=False) & ~Q(root_digest="")),
+                name="version_live_is_anchored",
+            ),
+        ]
+
+    @property
+    def commit_sha(self) -> str:
+        """The Hugging Face commit id: the first 40 hex characters of the root digest."""
+        return self.root_digest[:40]
+
+    def __str__(self) -> str:
+        return f"{self.model} v{self.number or '?'} [{self.status}]"
+
+
+class Artifact(TimeStamped):
+    """One file of a version, as stored: relative path, size, SHA-256, inspection facts."""
+
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="artifacts")
+    path = models.CharField(max_length=1024)
+    storage_name = models.CharField(max_length=1024)
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    file_format = models.CharField(max_length=32, blank=True)
+    inspection = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "path"], name="artifact_unique_version_path")]
+
+    def __str__(self) -> str:
+        return f"{self.version}:{self.path}"
+
+
+class Download(TimeStamped):
+    """Every download attempt, granted or refused: who, what, under which licence, bytes."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL)
+    wallet = models.CharField(max_length=42, blank=True)
+    version = models.ForeignKey(Version, null=True, blank=True, on_delete=models.SET_NULL)
+    artifact = models.ForeignKey(Artifact, null=True, blank=True, on_delete=models.SET_NULL)
+    repo_id = models.CharField(max_length=200)
+    revision = models.CharField(max_length=200)
+    path = models.CharField(max_length=1024)
+    method = models.CharField(max_length=8)
+    status_code = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64, blank=True)
+    license_source = models.CharField(max_length=16, blank=True)
+    bytes_sent = models.PositiveBigIntegerField(default=0)
+    range_start = models.PositiveBigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}@{self.revision}/{self.path} {self.status_code}"

@@ -1,0 +1,146 @@
+"""Models: create with terms and lineage, signed by the vendor, registered through the relayer."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from django.conf import settings
+from django.db import transaction
+from hallmark import eip712
+from hallmark.errors import InvalidSignature
+
+from registry import chain
+from registry.chain import ChainError, ChainUnavailable
+from registry.services import TransactionFailed, transaction_enqueue, transaction_process
+
+from ..errors import Conflict, InvalidInput, Unavailable
+from ..models import Model, Vendor
+
+SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+MAX_UINT96 = 2**96 - 1
+MAX_UINT64 = 2**64 - 1
+
+
+def _chain_unavailable(exc: Exception) -> Unavailable:
+    return Unavailable(f"the chain cannot be reached right now ({exc}); nothing was saved, try again shortly")
+
+
+def model_create(
+    *,
+    vendor: Vendor,
+    slug: str,
+    name: str = "",
+    description: str = "",
+    price_wei: int = 0,
+    license_duration: int = 0,
+    parent: Model | None = None,
+    upstream_bps: int = 0,
+) -> Model:
+    """Draft a model and the `CreateModel` message the vendor signs to register it on chain."""
+    if not SLUG_RE.match(slug or "") or ".." in slug:
+        raise InvalidInput("a model name uses letters, digits, '.', '_' and '-' (at most 96)", code="invalid_slug")
+    if isinstance(price_wei, bool) or not isinstance(price_wei, int) or not 0 <= price_wei <= MAX_UINT96:
+        raise InvalidInput("price_wei is an integer number of wei between 0 and 2^96-1", code="invalid_price")
+    if not isinstance(license_duration, int) or not 0 <= license_duration <= MAX_UINT64:
+        raise InvalidInput("license_duration is seconds (0 for perpetual)", code="invalid_duration")
+    if not isinstance(upstream_bps, int) or not 0 <= upstream_bps <= 10_000:
+        raise InvalidInput("upstream_bps is between 0 and 10000", code="invalid_upstream_bps")
+    if parent is None and upstream_bps:
+        raise InvalidInput("upstream_bps needs a parent model to pay", code="invalid_upstream_bps")
+    if parent is not None and parent.status != Model.Status.LIVE:
+        raise InvalidInput(f"the parent model {parent.repo_id} is not registered on chain yet", code="parent_not_live")
+    if Model.objects.filter(vendor=vendor, slug=slug).exists():
+        raise Conflict(f"you already have a model named {slug!r}", code="model_exists")
+
+    try:
+        contract = chain.registry_contract()
+        with chain.chain_errors():
+            nonce = contract.functions.nonces(vendor.address).call()
+    except ChainUnavailable as exc:
+        raise _chain_unavailable(exc) from exc
+    typed_data = eip712.typed_data_create_model(
+        chain_id=settings.CHAIN_ID,
+        contract=contract.address,
+        vendor=vendor.address,
+        slug=slug,
+        price_wei=price_wei,
+        license_duration=license_duration,
+        parent_id=parent.chain_model_id if parent else None,
+        upstream_bps=upstream_bps,
+        nonce=nonce,
+        deadline=int(time.time()) + settings.SIGNATURE_TTL_SECONDS,
+    )
+    model = Model(
+        vendor=vendor,
+        slug=slug,
+        name=name or slug,
+        description=description,
+        chain_model_id=eip712.compute_model_id(vendor.address, slug),
+        parent=parent,
+        upstream_bps=upstream_bps,
+        price_wei=price_wei,
+        license_duration=license_duration,
+        typed_data=typed_data,
+    )
+    model.full_clean()
+    model.save()
+    return model
+
+
+def model_submit_signature(*, model: Model, signature: str) -> Model:
+    """Check the vendor's `CreateModel` signature and queue its registration on chain."""
+    from ..tasks import model_anchor_task
+
+    with transaction.atomic():
+        model = Model.objects.select_for_update().select_related("vendor").get(pk=model.pk)
+        if model.status != Model.Status.AWAITING_SIGNATURE:
+            raise Conflict(f"{model.repo_id} is {model.get_status_display()}, not waiting for a signature", code="invalid_state")
+        message = model.typed_data["message"]
+        if int(message["deadline"]) < time.time():
+            raise Conflict("the message to sign has expired; create the model again", code="signature_expired")
+        try:
+            eip712.require_signer(model.typed_data, signature, model.vendor.address)
+        except InvalidSignature as exc:
+            raise InvalidInput(str(exc), code="invalid_signature") from exc
+        tx = transaction_enqueue(
+            idempotency_key=f"createModelBySig:{model.chain_model_id}",
+            function="createModelBySig",
+            args={
+                "slugHash": message["slugHash"],
+                "price": int(message["price"]),
+                "licenseDuration": int(message["licenseDuration"]),
+                "parentId": message["parentId"],
+                "upstreamBps": int(message["upstreamBps"]),
+                "vendor": message["vendor"],
+                "deadline": int(message["deadline"]),
+                "signature": signature,
+            },
+        )
+        model.signature = signature
+        model.create_transaction = tx
+        model.status = Model.Status.PENDING_CHAIN
+        model.save(update_fields=["signature", "create_transaction", "status", "updated_at"])
+        transaction.on_commit(lambda: model_anchor_task.delay(model.pk))
+    return model
+
+
+def model_anchor(*, model_id: int) -> Model:
+    """Relay the model's registration; retryable errors propagate (ChainUnavailable, pending)."""
+    model = Model.objects.select_related("create_transaction").get(pk=model_id)
+    if model.status != Model.Status.PENDING_CHAIN:
+        return model
+    try:
+        transaction_process(transaction_id=model.create_transaction_id)
+    except TransactionFailed as exc:
+        Model.objects.filter(pk=model.pk).update(
+            status=Model.Status.FAILED, error_code=exc.error_code, error_message=str(exc)
+        )
+        return Model.objects.get(pk=model.pk)
+    except ChainError as exc:
+        if isinstance(exc, ChainUnavailable):
+            raise
+        Model.objects.filter(pk=model.pk).update(error_code=exc.code, error_message=str(exc))
+        raise
+    Model.objects.filter(pk=model.pk).update(status=Model.Status.LIVE, error_code="", error_message="")
+    return Model.objects.get(pk=model.pk)

@@ -1,0 +1,26 @@
+"""Celery tasks: thin; load ids, call one service. Chain faults retry with backoff."""
+
+from celery import shared_task
+
+from registry.chain import ChainUnavailable
+from registry.services import TransactionPending
+
+from . import services
+
+RETRYABLE = (ChainUnavailable, TransactionPending)
+RETRY = {"autoretry_for": RETRYABLE, "retry_backoff": 2, "retry_backoff_max": 60, "retry_jitter": True, "max_retries": None}
+
+
+@shared_task(name="marketplace.model_anchor", **RETRY)
+def model_anchor_task(model_id: int) -> str:
+    return services.model_anchor(model_id=model_id).status
+
+
+@shared_task(name="marketplace.version_hash", acks_late=True)
+def version_hash_task(version_id: int) -> str:
+    return services.version_hash_and_inspect(version_id=version_id).status
+
+
+@shared_task(name="marketplace.version_anchor", **RETRY)
+def version_anchor_task(version_id: int) -> str:
+    return services.version_anchor(version_id=version_id).status

@@ -1,0 +1,1 @@
+"""Provenance on the server: chain client, contract artifact, relayer outbox, hashing, verification."""

@@ -1,0 +1,263 @@
+"""The one module that owns the chain: RPC connection, the ModelRegistry ABI and address, keys.
+
+Nobody else builds a `w3.eth.contract`. Connection faults surface as `ChainUnavailable`, a
+revert as `ContractReverted` with the contract's custom error decoded by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import requests
+from django.conf import settings
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError, Web3Exception
+from web3.contract import Contract
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_PATH = Path(__file__).resolve().parent / "artifacts" / "ModelRegistry.json"
+DEV_CHAIN_ID = 31337
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+class ChainError(Exception):
+    """Base of chain faults; `code` is stable and documented in docs/errors."""
+
+    code = "chain_error"
+
+
+class ChainUnavailable(ChainError):
+    """The RPC endpoint does not answer (down, timed out, refused)."""
+
+    code = "chain_unavailable"
+
+
+class ChainMisconfigured(ChainError):
+    """The settings cannot work: wrong chain id, no contract at the address, a dev key on a public chain."""
+
+    code = "chain_misconfigured"
+
+
+class ContractReverted(ChainError):
+    """A call or transaction reverted; `error_name` and `error_args` decode the custom error."""
+
+    code = "contract_reverted"
+
+    def __init__(self, error_name: str, error_args: tuple[Any, ...] = (), raw: str = ""):
+        self.error_name = error_name
+        self.error_args = error_args
+        self.raw = raw
+        args = ", ".join(_show(a) for a in error_args)
+        super().__init__(f"the registry contract refused: {error_name}({args})")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- artifact
+
+
+@functools.cache
+def load_artifact() -> dict[str, Any]:
+    """The committed compiler output of contracts/ModelRegistry.sol."""
+    with open(ARTIFACT_PATH, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@functools.cache
+def _error_selectors() -> dict[bytes, dict[str, Any]]:
+    selectors = {}
+    for item in load_artifact()["abi"]:
+        if item["type"] == "error":
+            signature = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
+            selectors[function_signature_to_4byte_selector(signature)] = item
+    return selectors
+
+
+def decode_revert(data: str | bytes | None) -> ContractReverted:
+    """Turn revert data into a ContractReverted naming the contract's custom error."""
+    from eth_abi import decode as abi_decode
+
+    if isinstance(data, str):
+        text = data[2:] if data.startswith("0x") else data
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            return ContractReverted("Reverted", (data,), data)
+    else:
+        raw = bytes(data or b"")
+    item = _error_selectors().get(raw[:4])
+    if item is None:
+        # OpenZeppelin errors from imported code also live in the ABI; anything else is opaque
+        return ContractReverted("UnknownError", (("0x" + raw.hex()) if raw else "",), "0x" + raw.hex())
+    try:
+        values = tuple(abi_decode([i["type"] for i in item["inputs"]], raw[4:]))
+    except Exception:  # malformed revert data still names the error
+        values = ()
+    return ContractReverted(item["name"], values, "0x" + raw.hex())
+
+
+# ----------------------------------------------------------------------------- connection
+
+_local = threading.local()
+
+
+def web3(rpc_url: str | None = None) -> Web3:
+    """A Web3 connected to `rpc_url` (default CHAIN_RPC_URL), one per thread and URL."""
+    url = rpc_url or settings.CHAIN_RPC_URL
+    cache = getattr(_local, "connections", None)
+    if cache is None:
+        cache = _local.connections = {}
+    w3 = cache.get(url)
+    if w3 is None:
+        provider = Web3.HTTPProvider(
+            url,
+            request_kwargs={"timeout": settings.CHAIN_RPC_TIMEOUT},
+            exception_retry_configuration=None,  # retries belong to the outbox, not to each call
+        )
+        w3 = cache[url] = Web3(provider)
+    return w3
+
+
+@contextmanager
+def chain_errors() -> Iterator[None]:
+    """Translate transport faults into ChainUnavailable and reverts into ContractReverted."""
+    try:
+        yield
+    except ContractCustomError as exc:
+        raise decode_revert(exc.data if isinstance(exc.data, str) else exc.message) from exc
+    except ContractLogicError as exc:
+        raise (decode_revert(exc.data) if exc.data else ContractReverted("Reverted", (str(exc),))) from exc
+    except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
+        raise ChainUnavailable(f"the chain at {settings.CHAIN_RPC_URL} does not answer: {exc.__class__.__name__}") from exc
+    except Web3RPCError as exc:
+        raise
+    except Web3Exception as exc:
+        if "connect" in str(exc).lower():
+            raise ChainUnavailable(f"the chain at {settings.CHAIN_RPC_URL} does not answer: {exc}") from exc
+        raise
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_chain_id(url: str, expected: int) -> int:
+    w3 = web3(url)
+    with chain_errors():
+        actual = w3.eth.chain_id
+    if actual != expected:
+        raise ChainMisconfigured(f"CHAIN_RPC_URL {url} serves chain id {actual}, but CHAIN_ID is {expected}")
+    return actual
+
+
+def check_chain_id() -> int:
+    """Confirm the node serves CHAIN_ID (once per process); ChainUnavailable if it does not answer."""
+    return _checked_chain_id(settings.CHAIN_RPC_URL, settings.CHAIN_ID)
+
+
+# ----------------------------------------------------------------------------- deployments
+
+
+def deployment_path(chain_id: int | None = None) -> Path:
+    return Path(settings.DEPLOYMENTS_DIR) / f"{chain_id or settings.CHAIN_ID}.json"
+
+
+def read_deployment(chain_id: int | None = None) -> dict[str, Any] | None:
+    path = deployment_path(chain_id)
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def registry_address() -> str:
+    """REGISTRY_ADDRESS, else the address recorded in deployments/<CHAIN_ID>.json."""
+    if settings.REGISTRY_ADDRESS:
+        return to_checksum_address(settings.REGISTRY_ADDRESS)
+    record = read_deployment()
+    if not record:
+        raise ChainMisconfigured(
+            f"no registry address: set REGISTRY_ADDRESS or run `manage.py deploy_registry` "
+            f"(expected {deployment_path()})"
+        )
+    return to_checksum_address(record["address"])
+
+
+def registry_contract(address: str | None = None, rpc_url: str | None = None) -> Contract:
+    """The ModelRegistry contract bound to its address on the configured chain."""
+    return web3(rpc_url).eth.contract(address=to_checksum_address(address or registry_address()), abi=load_artifact()["abi"])
+
+
+def registry_factory(rpc_url: str | None = None) -> Contract:
+    artifact = load_artifact()
+    return web3(rpc_url).eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+@functools.cache
+def development_keys() -> tuple[str, ...]:
+    """The ten well-known anvil keys (from the public test mnemonic): usable on chain 31337 only."""
+    Account.enable_unaudited_hdwallet_features()
+    return tuple(
+        "0x" + bytes(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key).hex()
+        for i in range(10)
+    )
+
+
+def guard_key(private_key: str, chain_id: int) -> LocalAccount:
+    """Load a key, refusing the well-known development keys on any chain but 31337."""
+    account = Account.from_key(private_key)
+    if chain_id != DEV_CHAIN_ID and ("0x" + bytes(account.key).hex()) in development_keys():
+        raise ChainMisconfigured(
+            f"the key for {account.address} is a public anvil development key; "
+            f"it is refused on chain id {chain_id} (allowed only on {DEV_CHAIN_ID})"
+        )
+    return account
+
+
+@dataclass(frozen=True)
+class _KeySource:
+    private_key: str
+    keystore: str
+    password: str
+    chain_id: int
+
+
+@functools.lru_cache(maxsize=4)
+def _load_relayer(source: _KeySource) -> LocalAccount:
+    if source.private_key:
+        return guard_key(source.private_key, source.chain_id)
+    if source.keystore:
+        with open(source.keystore, encoding="utf-8") as fh:
+            key = Account.decrypt(json.load(fh), source.password)
+        return guard_key("0x" + bytes(key).hex(), source.chain_id)
+    if source.chain_id == DEV_CHAIN_ID:
+        # the local chain's first funded account relays when nothing is configured
+        return guard_key(development_keys()[0], source.chain_id)
+    raise ChainMisconfigured("set RELAYER_PRIVATE_KEY or RELAYER_KEYSTORE (+ RELAYER_KEYSTORE_PASSWORD)")
+
+
+def relayer_account() -> LocalAccount:
+    """The account that pays gas for relayed transactions."""
+    return _load_relayer(
+        _KeySource(
+            settings.RELAYER_PRIVATE_KEY,
+            settings.RELAYER_KEYSTORE,
+            settings.RELAYER_KEYSTORE_PASSWORD,
+            settings.CHAIN_ID,
+        )
+    )

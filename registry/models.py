@@ -1,0 +1,69 @@
+"""Chain-side state kept on the server: the transaction outbox and the relayer's nonce."""
+
+from django.db import models
+
+from .fields import WeiField
+
+
+class TimeStamped(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class ChainTransaction(TimeStamped):
+    """One intended contract call, written in the same database transaction as the domain change.
+
+    The relayer signs it with a nonce allocated under a row lock, stores the signed bytes before
+    broadcasting (so a crash can only re-send the same transaction), and records the receipt.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        SIGNED = "signed", "signed, not yet confirmed"
+        CONFIRMED = "confirmed", "confirmed"
+        FAILED = "failed", "failed"
+
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    function = models.CharField(max_length=64)
+    args = models.JSONField(help_text="call arguments by name: hex for bytes, digit strings for integers")
+    value_wei = WeiField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    from_address = models.CharField(max_length=42, blank=True)
+    nonce = models.PositiveBigIntegerField(null=True, blank=True)
+    tx_hash = models.CharField(max_length=66, blank=True, db_index=True)
+    raw_transaction = models.TextField(blank=True)
+    block_number = models.PositiveBigIntegerField(null=True, blank=True)
+    block_hash = models.CharField(max_length=66, blank=True)
+    gas_used = models.PositiveBigIntegerField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["from_address", "nonce"],
+                condition=models.Q(nonce__isnull=False),
+                name="chaintx_unique_sender_nonce",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="confirmed") | ~models.Q(block_number=None),
+                name="chaintx_confirmed_has_block",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.function} [{self.status}] {self.tx_hash or self.idempotency_key}"
+
+
+class RelayerNonce(TimeStamped):
+    """The next nonce of a relayer address; locked (SELECT ... FOR UPDATE) while one is taken."""
+
+    address = models.CharField(max_length=42, primary_key=True)
+    next_nonce = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.address} next={self.next_nonce}"

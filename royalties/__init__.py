@@ -1,0 +1,1 @@
+"""Licensing: terms, the license mirror, license checks, royalty ledger."""
