@@ -1,0 +1,44 @@
+# The two commands: `make run` (the marketplace on its embedded defaults) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install run seed test compile check-artifact clean-data
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt client/pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+## run: migrate, start anvil (state in .data/chain), deploy if needed, worker if Redis answers, serve :8000
+run: install
+	$(PY) scripts/run_local.py
+
+## seed: publish the demo vendor, model and buyers into the running marketplace's chain and database
+seed: install
+	$(PY) manage.py seed_demo
+
+## test: the whole suite against PostgreSQL, Redis + a real Celery worker, anvil and the contract
+test: install
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## compile: rebuild registry/artifacts/ModelRegistry.json with solc-js (commit the result)
+compile: node_modules/.installed
+	node contracts/compile.js
+
+check-artifact: node_modules/.installed
+	node contracts/compile.js --check
+
+## clean-data: forget the local chain, database and files of `make run`
+clean-data:
+	rm -rf .data deployments/31337.json
