@@ -1,0 +1,47 @@
+"""License checks: the mirror first, the chain on a miss (seconds after purchase), fail closed."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from hallmark import eip712
+
+from marketplace import services
+from royalties.models import License
+from royalties.services import LicenseCheckUnavailable, license_check
+from tests.conftest import free_port, purchase, reset_chain_caches
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def model(chain, make_party):
+    vendor = make_party("vendor", chain.keys[1], vendor_slug="acme")
+    model = services.model_create(vendor=vendor.vendor, slug="timed", price_wei=5 * 10**14, license_duration=3600)
+    services.model_submit_signature(model=model, signature=eip712.sign_typed_data(model.typed_data, vendor.key))
+    return services.model_anchor(model_id=model.pk)
+
+
+def test_a_purchase_is_seen_on_the_next_check_and_mirrored_with_its_expiry(chain, model):
+    buyer = chain.account(4).address
+    assert not license_check(model_id=model.chain_model_id, wallets=[buyer]).granted
+    purchase(chain, model.chain_model_id, chain.keys[4])
+    decision = license_check(model_id=model.chain_model_id, wallets=[buyer])
+    assert decision.granted and decision.source == "chain" and not decision.perpetual
+    mirrored = License.objects.get(licensee=buyer)
+    assert timedelta(minutes=59) < mirrored.expires_at - timezone.now() <= timedelta(hours=1, minutes=1)
+    assert license_check(model_id=model.chain_model_id, wallets=[buyer]).source == "mirror"
+
+
+def test_an_expired_mirror_entry_is_not_trusted(chain, settings, model):
+    buyer = chain.account(4).address
+    License.objects.create(model_id=model.chain_model_id, licensee=buyer, expires_at=timezone.now() - timedelta(seconds=1))
+    assert not license_check(model_id=model.chain_model_id, wallets=[buyer]).granted  # chain says none
+    settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"
+    reset_chain_caches()
+    with pytest.raises(LicenseCheckUnavailable):
+        license_check(model_id=model.chain_model_id, wallets=[buyer])
+
+
+def test_no_wallets_means_no_licence_without_asking_the_chain(chain, model):
+    assert not license_check(model_id=model.chain_model_id, wallets=[]).granted
