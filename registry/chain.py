@@ -21,8 +21,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError, Web3Exception
 from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def chain_errors() -> Iterator[None]:
         raise (decode_revert(exc.data) if exc.data else ContractReverted("Reverted", (str(exc),))) from exc
     except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
         raise ChainUnavailable(f"the chain at {settings.CHAIN_RPC_URL} does not answer: {exc.__class__.__name__}") from exc
-    except Web3RPCError as exc:
+    except Web3RPCError:
         raise
     except Web3Exception as exc:
         if "connect" in str(exc).lower():

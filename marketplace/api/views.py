@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
-from django.shortcuts import get_object_or_404
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,8 +9,8 @@ from rest_framework.views import APIView
 from registry import chain
 
 from .. import selectors, services
-from ..errors import Forbidden, NotFound
-from ..models import Artifact, Model, Vendor, Version
+from ..errors import NotFound
+from ..models import Artifact, Model, Version
 
 
 class IsVendor(permissions.BasePermission):

@@ -1,6 +1,13 @@
 """Marketplace writes and business rules, split by sub-domain; import from here."""
 
-from .accounts import api_token_authenticate, api_token_create, api_token_revoke, vendor_register, wallet_link, wallet_link_message
+from .accounts import (
+    api_token_authenticate,
+    api_token_create,
+    api_token_revoke,
+    vendor_register,
+    wallet_link,
+    wallet_link_message,
+)
 from .catalog import model_anchor, model_create, model_submit_signature
 from .downloads import download_authorize, download_record
 from .versions import (

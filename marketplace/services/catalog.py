@@ -7,9 +7,9 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+
 from hallmark import eip712
 from hallmark.errors import InvalidSignature
-
 from registry import chain
 from registry.chain import ChainError, ChainUnavailable
 from registry.services import TransactionFailed, transaction_enqueue, transaction_process

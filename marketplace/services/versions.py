@@ -14,10 +14,10 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
+
 from hallmark import eip712
 from hallmark.errors import InvalidSignature, UnsafePath
 from hallmark.manifest import FileDigest, build_statement, metadata_digest, root_digest, sha256_stream, validate_relative_path
-
 from registry import chain
 from registry.inspection import InspectionError, file_kind, inspect_file
 from registry.services import TransactionFailed, transaction_enqueue, transaction_events, transaction_process

@@ -5,8 +5,8 @@ import hashlib
 
 import pytest
 import requests
-from hallmark import eip712
 
+from hallmark import eip712
 from marketplace.models import Download, Model, Version
 from registry import chain as chain_module
 from registry.models import ChainTransaction

@@ -4,9 +4,9 @@ unsafe paths, refused file kinds, and an unreachable chain."""
 import io
 
 import pytest
-from hallmark import eip712
 from rest_framework.test import APIClient
 
+from hallmark import eip712
 from marketplace import services
 from marketplace.models import Artifact, Download, Model, Version
 from registry.models import ChainTransaction

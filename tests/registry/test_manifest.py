@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+
 from hallmark.errors import UnsafePath
 from hallmark.manifest import (
     build_statement,

@@ -5,8 +5,8 @@ import threading
 import pytest
 from django.db import connection
 from eth_account import Account
-from hallmark import eip712
 
+from hallmark import eip712
 from registry import chain as chain_mod
 from registry.models import ChainTransaction
 from registry.services import TransactionFailed, transaction_enqueue, transaction_process

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from hallmark import eip712
 
+from hallmark import eip712
 from marketplace import services
 from royalties.models import License
 from royalties.services import LicenseCheckUnavailable, license_check

@@ -17,8 +17,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from hallmark import eip712
 
+from hallmark import eip712
 from marketplace import selectors, services
 from marketplace.demo import write_demo_gguf
 from marketplace.models import Model, Vendor, Version
