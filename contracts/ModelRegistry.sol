@@ -389,25 +389,42 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
         _licenseExpiry[modelId][licensee] = expiresAt;
     }
 
-    /// @dev Platform fee first, then the lineage cascade. Each level's rounding stays with that
-    /// level's vendor, so the credits sum to `price` exactly.
+    /// @dev Platform fee first, then the lineage cascade. Ancestor k (k = 1 is the parent) is
+    /// credited its exact share floored: remaining * b0 * ... * b(k-1) * (10000 - bk) / 10000^(k+1),
+    /// where bi is model i's upstreamBps and the last ancestor (upstreamBps 0, e.g. a root model)
+    /// keeps all that reaches it. The bought model's vendor gets the rest, so it receives every
+    /// wei of rounding dust and the credits sum to `price` exactly. Depth <= 8 keeps
+    /// remaining * 10000^9 far below 2^256.
     function _splitPayment(bytes32 modelId, Model storage model, uint256 price) private {
         uint256 fee = (price * platformFeeBps) / 10_000;
         if (fee != 0) _credit(platformFeeRecipient, modelId, fee);
         uint256 remaining = price - fee;
 
-        bytes32 currentId = modelId;
-        Model storage current = model;
-        while (remaining != 0) {
-            uint16 bps = current.upstreamBps;
-            bytes32 parentId = bps == 0 ? bytes32(0) : current.parentId;
-            uint256 upstream = parentId == bytes32(0) ? 0 : (remaining * bps) / 10_000;
-            _credit(current.vendor, currentId, remaining - upstream);
-            remaining = upstream;
-            if (upstream == 0) break;
-            currentId = parentId;
-            current = models[parentId];
+        uint256 paidUpstream;
+        uint16 bps = model.upstreamBps;
+        if (bps != 0 && remaining != 0) {
+            uint256 numerator = remaining * bps;
+            uint256 denominator = 10_000;
+            bytes32 ancestorId = model.parentId;
+            while (true) {
+                Model storage ancestor = models[ancestorId];
+                uint16 ancestorBps = ancestor.upstreamBps;
+                uint256 share;
+                if (ancestorBps == 0) {
+                    share = numerator / denominator;
+                    _credit(ancestor.vendor, ancestorId, share);
+                    paidUpstream += share;
+                    break;
+                }
+                share = (numerator * (10_000 - ancestorBps)) / (denominator * 10_000);
+                _credit(ancestor.vendor, ancestorId, share);
+                paidUpstream += share;
+                numerator *= ancestorBps;
+                denominator *= 10_000;
+                ancestorId = ancestor.parentId;
+            }
         }
+        _credit(model.vendor, modelId, remaining - paidUpstream);
     }
 
     function _credit(address payee, bytes32 modelId, uint256 amount) private {

@@ -1,0 +1,332 @@
+"""ModelRegistry, specified: models, versions, terms, licences, royalties, withdrawals, owner.
+
+Every test runs against the real contract on anvil, rolled back afterwards."""
+
+from fractions import Fraction
+
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+
+from royalties.rules import LineageNode, royalty_split
+
+from .kit import ZERO, Registry, deploy, slug_hash
+
+MAX_UINT64 = 2**64 - 1
+
+
+@pytest.fixture
+def reg(chain):
+    return Registry(chain)
+
+
+@pytest.fixture
+def vendor(reg):
+    return reg.addr(1)
+
+
+# ------------------------------------------------------------------------------- models
+
+
+def test_model_id_is_keccak_of_abi_encoded_vendor_and_slug_hash(reg, vendor):
+    model_id = reg.create(vendor, "tiny")
+    assert model_id == keccak(encode(["address", "bytes32"], [vendor, slug_hash("tiny")]))
+    stored = reg.f.models(model_id).call()
+    assert stored[0] == vendor and stored[4] is True  # vendor, listed from the start
+
+
+def test_a_second_create_with_the_same_id_reverts(reg, vendor):
+    reg.create(vendor, "tiny")
+    reg.reverts("ModelAlreadyExists", reg.f.createModel(slug_hash("tiny"), 1, 0, ZERO, 0), vendor)
+    reg.create(reg.addr(2), "tiny")  # another vendor's "tiny" is another model
+
+
+def test_the_parent_must_exist(reg, vendor):
+    reg.reverts("UnknownModel", reg.f.createModel(slug_hash("child"), 1, 0, keccak(text="nope"), 100), vendor)
+
+
+def test_a_root_model_cannot_pass_royalties_upstream_and_bps_are_capped(reg, vendor):
+    reg.reverts("InvalidUpstreamBps", reg.f.createModel(slug_hash("root"), 1, 0, ZERO, 1), vendor)
+    parent = reg.create(vendor, "root")
+    reg.reverts("InvalidUpstreamBps", reg.f.createModel(slug_hash("child"), 1, 0, parent, 10_001), vendor)
+
+
+def test_lineage_depth_is_bounded_at_eight(reg, vendor):
+    parent = reg.create(vendor, "m0")
+    for depth in range(1, 9):
+        parent = reg.create(vendor, f"m{depth}", parent=parent, bps=1000)
+    assert reg.f.models(parent).call()[3] == 8
+    reg.reverts("LineageTooDeep", reg.f.createModel(slug_hash("m9"), 1, 0, parent, 1000), vendor)
+
+
+def create_model_sig(reg, key, vendor, slug, nonce, deadline):
+    from hallmark import eip712
+
+    typed = eip712.typed_data_create_model(
+        chain_id=31337, contract=reg.c.address, vendor=vendor, slug=slug, price_wei=5, license_duration=60,
+        parent_id=None, upstream_bps=0, nonce=nonce, deadline=deadline,
+    )
+    return bytes.fromhex(eip712.sign_typed_data(typed, key)[2:])
+
+
+def test_create_model_by_sig_registers_for_the_vendor_and_uses_its_nonce_once(reg, chain):
+    vendor = reg.addr(1)
+    deadline = reg.now() + 3600
+    signature = create_model_sig(reg, chain.keys[1], vendor, "gasless", 0, deadline)
+    call = reg.f.createModelBySig(slug_hash("gasless"), 5, 60, ZERO, 0, vendor, deadline, signature)
+    receipt = reg.send(call, reg.addr(0))  # the relayer pays
+    assert reg.events(receipt, "ModelCreated")[0]["vendor"] == vendor
+    assert reg.f.nonces(vendor).call() == 1
+    reg.reverts("InvalidSigner", call, reg.addr(0))  # replay: the nonce moved on
+
+
+def test_create_model_by_sig_refuses_expired_and_foreign_signatures(reg, chain):
+    vendor = reg.addr(1)
+    past = reg.now() - 1
+    expired = create_model_sig(reg, chain.keys[1], vendor, "x", 0, past)
+    reg.reverts("ExpiredSignature", reg.f.createModelBySig(slug_hash("x"), 5, 60, ZERO, 0, vendor, past, expired), reg.addr(0))
+    deadline = reg.now() + 3600
+    foreign = create_model_sig(reg, chain.keys[2], vendor, "x", 0, deadline)
+    reg.reverts("InvalidSigner", reg.f.createModelBySig(slug_hash("x"), 5, 60, ZERO, 0, vendor, deadline, foreign), reg.addr(0))
+
+
+# ------------------------------------------------------------------------------- versions
+
+
+def test_versions_count_from_one_and_record_their_digest(reg, vendor):
+    model_id = reg.create(vendor, "tiny")
+    assert reg.f.latestVersion(model_id).call() == 0
+    assert reg.publish(vendor, model_id, keccak(text="one")) == 1
+    receipt = reg.send(reg.f.publishVersion(model_id, keccak(text="two"), keccak(text="m2")), vendor)
+    [event] = reg.events(receipt, "VersionPublished")
+    assert (event["version"], event["rootDigest"], event["metadataDigest"], event["signer"]) == (2, keccak(text="two"), keccak(text="m2"), vendor)
+    assert reg.f.latestVersion(model_id).call() == 2
+    assert reg.f.versionDigest(model_id, 1).call() == keccak(text="one")
+    assert reg.f.versionDigest(model_id, 3).call() == ZERO
+
+
+def test_only_the_vendor_publishes_directly_and_a_zero_digest_is_refused(reg, vendor):
+    model_id = reg.create(vendor, "tiny")
+    reg.reverts("NotModelVendor", reg.f.publishVersion(model_id, keccak(text="x"), ZERO), reg.addr(2))
+    reg.reverts("ZeroDigest", reg.f.publishVersion(model_id, ZERO, ZERO), vendor)
+    reg.reverts("UnknownModel", reg.f.publishVersion(keccak(text="none"), keccak(text="x"), ZERO), vendor)
+
+
+@pytest.fixture
+def signed(reg, chain, vendor):
+    model_id = reg.create(vendor, "tiny")
+    root, meta, deadline = keccak(text="root"), keccak(text="meta"), reg.now() + 3600
+    return model_id, root, meta, deadline, reg.sign_publish(chain.keys[1], model_id, 1, root, meta, deadline)
+
+
+def test_publish_by_sig_can_be_relayed_by_anyone(reg, vendor, signed):
+    model_id, root, meta, deadline, signature = signed
+    receipt = reg.send(reg.f.publishVersionBySig(model_id, 1, root, meta, deadline, signature), reg.addr(7))
+    assert reg.events(receipt, "VersionPublished")[0]["signer"] == vendor
+    assert reg.f.versionDigest(model_id, 1).call() == root
+
+
+def test_publish_by_sig_replay_reverts(reg, signed):
+    model_id, root, meta, deadline, signature = signed
+    call = reg.f.publishVersionBySig(model_id, 1, root, meta, deadline, signature)
+    reg.send(call, reg.addr(7))
+    reg.reverts("UnexpectedVersion", call, reg.addr(7))
+
+
+def test_publish_by_sig_refuses_an_expired_deadline(reg, chain, vendor):
+    model_id = reg.create(vendor, "tiny")
+    deadline = reg.now() + 10
+    signature = reg.sign_publish(chain.keys[1], model_id, 1, keccak(text="r"), ZERO, deadline)
+    chain.rpc("evm_increaseTime", [60])
+    chain.rpc("evm_mine")
+    reg.reverts("ExpiredSignature", reg.f.publishVersionBySig(model_id, 1, keccak(text="r"), ZERO, deadline, signature), reg.addr(7))
+
+
+def test_publish_by_sig_refuses_a_wrong_signer(reg, chain, vendor):
+    model_id = reg.create(vendor, "tiny")
+    deadline = reg.now() + 3600
+    signature = reg.sign_publish(chain.keys[2], model_id, 1, keccak(text="r"), ZERO, deadline)
+    reg.reverts("InvalidSigner", reg.f.publishVersionBySig(model_id, 1, keccak(text="r"), ZERO, deadline, signature), reg.addr(7))
+
+
+def test_publish_by_sig_refuses_a_signature_for_another_chain_or_contract(reg, chain, vendor):
+    model_id = reg.create(vendor, "tiny")
+    root, deadline = keccak(text="r"), reg.now() + 3600
+    other_chain = reg.sign_publish(chain.keys[1], model_id, 1, root, ZERO, deadline, chain_id=1)
+    reg.reverts("InvalidSigner", reg.f.publishVersionBySig(model_id, 1, root, ZERO, deadline, other_chain), reg.addr(7))
+    other_contract = reg.sign_publish(chain.keys[1], model_id, 1, root, ZERO, deadline, contract="0x" + "11" * 20)
+    reg.reverts("InvalidSigner", reg.f.publishVersionBySig(model_id, 1, root, ZERO, deadline, other_contract), reg.addr(7))
+
+
+def test_publish_by_sig_must_name_the_next_version(reg, chain, vendor):
+    model_id = reg.create(vendor, "tiny")
+    root, deadline = keccak(text="r"), reg.now() + 3600
+    skipping = reg.sign_publish(chain.keys[1], model_id, 2, root, ZERO, deadline)
+    reg.reverts("UnexpectedVersion", reg.f.publishVersionBySig(model_id, 2, root, ZERO, deadline, skipping), reg.addr(7))
+
+
+def test_the_vendor_alone_revokes_a_version_once_with_a_reason(reg, vendor):
+    model_id = reg.create(vendor, "tiny")
+    reg.publish(vendor, model_id)
+    reason = b"compromised".ljust(32, b"\x00")
+    reg.reverts("NotModelVendor", reg.f.revokeVersion(model_id, 1, reason), reg.addr(2))
+    reg.reverts("UnknownVersion", reg.f.revokeVersion(model_id, 2, reason), vendor)
+    receipt = reg.send(reg.f.revokeVersion(model_id, 1, reason), vendor)
+    assert reg.events(receipt, "VersionRevoked")[0]["reason"] == reason
+    assert reg.f.isRevoked(model_id, 1).call() is True
+    reg.reverts("VersionAlreadyRevoked", reg.f.revokeVersion(model_id, 1, reason), vendor)
+
+
+# ------------------------------------------------------------------------------- terms and licences
+
+
+def test_terms_are_the_vendors_and_an_unlisted_model_cannot_be_bought(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=100)
+    reg.reverts("NotModelVendor", reg.f.setTerms(model_id, 1, 0, True), reg.addr(2))
+    receipt = reg.send(reg.f.setTerms(model_id, 200, 60, False), vendor)
+    assert reg.events(receipt, "TermsChanged")[0] == {"modelId": model_id, "price": 200, "licenseDuration": 60, "listed": False}
+    reg.reverts("NotListed", reg.f.purchaseLicense(model_id, reg.addr(3), 200), reg.addr(3), 200)
+
+
+def test_a_price_raised_in_front_of_a_purchase_cannot_take_more_than_agreed(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=100)
+    buyer = reg.addr(3)
+    reg.send(reg.f.setTerms(model_id, 150, 0, True), vendor)  # lands first
+    reg.reverts("PriceAboveMax", reg.f.purchaseLicense(model_id, buyer, 100), buyer, 150)
+    assert reg.f.licenseExpiry(model_id, buyer).call() == 0
+
+
+def test_a_short_payment_reverts(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=100)
+    reg.reverts("InsufficientPayment", reg.f.purchaseLicense(model_id, reg.addr(3), 100), reg.addr(3), 99)
+
+
+def test_overpayment_is_credited_back_to_the_payer(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=100)
+    payer = reg.addr(3)
+    receipt = reg.send(reg.f.purchaseLicense(model_id, reg.addr(4), 100), payer, 130)
+    assert reg.events(receipt, "OverpaymentCredited")[0]["amount"] == 30
+    assert reg.f.creditOf(payer).call() == 30
+    assert reg.f.hasLicense(model_id, reg.addr(4)).call() is True  # the licensee, not the payer
+
+
+def test_a_licence_for_the_zero_address_is_refused(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=1)
+    reg.reverts("InvalidLicensee", reg.f.purchaseLicense(model_id, "0x" + "00" * 20, 1), reg.addr(3), 1)
+
+
+def test_perpetual_licence_when_duration_is_zero_and_no_paying_twice(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=10, duration=0)
+    buyer = reg.addr(3)
+    receipt = reg.buy(buyer, model_id)
+    assert reg.events(receipt, "LicensePurchased")[0]["expiresAt"] == MAX_UINT64
+    assert reg.f.licenseExpiry(model_id, buyer).call() == MAX_UINT64 and reg.f.hasLicense(model_id, buyer).call()
+    reg.reverts("LicenseAlreadyPerpetual", reg.f.purchaseLicense(model_id, buyer, 10), buyer, 10)
+
+
+def test_renewal_extends_from_the_later_of_now_and_the_current_expiry(reg, chain, vendor):
+    model_id = reg.create(vendor, "tiny", price=10, duration=1000)
+    buyer = reg.addr(3)
+    reg.buy(buyer, model_id)
+    first = reg.f.licenseExpiry(model_id, buyer).call()
+    reg.buy(buyer, model_id)  # early renewal: no paid time is lost
+    assert reg.f.licenseExpiry(model_id, buyer).call() == first + 1000
+    chain.rpc("evm_increaseTime", [5000])
+    chain.rpc("evm_mine")
+    assert reg.f.hasLicense(model_id, buyer).call() is False
+    receipt = reg.buy(buyer, model_id)  # lapsed: a new term from now
+    now = reg.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
+    assert reg.f.licenseExpiry(model_id, buyer).call() == now + 1000
+
+
+# ------------------------------------------------------------------------------- royalties
+
+
+def test_worked_example_fee_then_cascade_sums_to_the_price(reg, chain):
+    """docs/contract.md's example: 2.5% fee; C (30% up) derives from B (20% up) derives from A."""
+    owner, a, b, c, buyer = reg.addr(0), reg.addr(1), reg.addr(2), reg.addr(3), reg.addr(4)
+    fee_recipient = chain.account(9).address
+    model_a = reg.create(a, "a")
+    model_b = reg.create(b, "b", parent=model_a, bps=2000)
+    model_c = reg.create(c, "c", price=10**18, parent=model_b, bps=3000)
+    receipt = reg.buy(buyer, model_c)
+    credited = {(e["payee"], e["modelId"]): e["amount"] for e in reg.events(receipt, "RoyaltyCredited")}
+    assert credited == {
+        (fee_recipient, model_c): 25 * 10**15,  # 2.5% of 1 ETH
+        (b, model_b): 234 * 10**15,  # 0.975 * 30% * 80%
+        (a, model_a): 58_500 * 10**12,  # 0.975 * 30% * 20%
+        (c, model_c): 682_500 * 10**12,  # the rest: 0.975 * 70%
+    }
+    assert sum(credited.values()) == 10**18
+    assert owner  # the owner set the fee at deployment (250 bps to account 9)
+
+
+def test_withdraw_moves_exactly_the_credit(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=10**17)
+    reg.buy(reg.addr(3), model_id)
+    credit = reg.f.creditOf(vendor).call()
+    before = reg.w3.eth.get_balance(vendor)
+    receipt = reg.send(reg.f.withdraw(), vendor)
+    gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert reg.w3.eth.get_balance(vendor) == before + credit - gas
+    assert reg.events(receipt, "Withdrawn")[0] == {"payee": vendor, "amount": credit}
+    assert reg.f.creditOf(vendor).call() == 0
+    reg.reverts("NothingToWithdraw", reg.f.withdraw(), vendor)
+
+
+def test_reentering_withdraw_from_a_receive_hook_gains_nothing(reg, chain):
+    attacker = deploy("ReentrantWithdrawer", reg.c.address, True, sender=reg.addr(5))
+    reg.send(attacker.functions.register(slug_hash("bait"), 10**17), reg.addr(5))
+    model_id = reg.c.functions.computeModelId(attacker.address, slug_hash("bait")).call()
+    reg.buy(reg.addr(3), model_id)
+    reg.buy(reg.addr(4), model_id)  # the registry now holds more than the attacker's credit
+    credit = reg.f.creditOf(attacker.address).call()
+    held_before = reg.w3.eth.get_balance(reg.c.address)
+    reg.send(attacker.functions.attack(), reg.addr(5))
+    assert attacker.functions.reentryAttempts().call() == 1
+    assert attacker.functions.reentrySuccesses().call() == 0
+    assert reg.w3.eth.get_balance(attacker.address) == credit
+    assert reg.w3.eth.get_balance(reg.c.address) == held_before - credit
+    assert reg.f.creditOf(attacker.address).call() == 0
+
+
+def test_a_reentrant_receiver_that_reverts_keeps_its_credit(reg, chain):
+    attacker = deploy("ReentrantWithdrawer", reg.c.address, False, sender=reg.addr(5))
+    reg.send(attacker.functions.register(slug_hash("bait"), 10**17), reg.addr(5))
+    model_id = reg.c.functions.computeModelId(attacker.address, slug_hash("bait")).call()
+    reg.buy(reg.addr(3), model_id)
+    credit = reg.f.creditOf(attacker.address).call()
+    reg.reverts("WithdrawFailed", attacker.functions.attack(), reg.addr(5))
+    assert reg.f.creditOf(attacker.address).call() == credit
+    assert reg.w3.eth.get_balance(attacker.address) == 0
+
+
+# ------------------------------------------------------------------------------- owner
+
+
+def test_platform_fee_is_owner_only_and_hard_capped(reg, chain):
+    owner = reg.addr(0)
+    reg.reverts("OwnableUnauthorizedAccount", reg.f.setPlatformFee(100, owner), reg.addr(1))
+    reg.reverts("PlatformFeeTooHigh", reg.f.setPlatformFee(1001, owner), owner)
+    reg.reverts("InvalidFeeRecipient", reg.f.setPlatformFee(100, "0x" + "00" * 20), owner)
+    receipt = reg.send(reg.f.setPlatformFee(1000, reg.addr(8)), owner)
+    assert reg.events(receipt, "PlatformFeeChanged")[0] == {"bps": 1000, "recipient": reg.addr(8)}
+
+
+def test_ownership_moves_in_two_steps(reg):
+    owner, successor = reg.addr(0), reg.addr(1)
+    reg.send(reg.f.transferOwnership(successor), owner)
+    assert reg.f.owner().call() == owner
+    reg.send(reg.f.acceptOwnership(), successor)
+    assert reg.f.owner().call() == successor
+
+
+# ------------------------------------------------------------------------------- the Python rule
+
+
+def test_python_rule_matches_the_worked_example():
+    lineage = [LineageNode("c", "C", 3000), LineageNode("b", "B", 2000), LineageNode("a", "A", 0)]
+    credits = royalty_split(price_wei=10**18, platform_fee_bps=250, platform_recipient="P", lineage=lineage)
+    assert [(c.payee, c.amount_wei) for c in credits] == [("P", 25 * 10**15), ("B", 234 * 10**15), ("A", 58_500 * 10**12), ("C", 682_500 * 10**12)]
+    exact_b = Fraction(10**18 * 9750, 10_000) * Fraction(3, 10) * Fraction(8, 10)
+    assert credits[1].amount_wei <= exact_b
