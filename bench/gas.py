@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Gas of ModelRegistry's hot paths beside an OpenZeppelin 5 ERC-721 mint, measured in one anvil run.
+
+    .venv/bin/python bench/gas.py            # print the table
+    .venv/bin/python bench/gas.py --write    # also rewrite the table in docs/contract.md
+
+Figures are whole-transaction gas (21,000 base included), as a wallet pays. Purchases are
+measured on a later sale (the payees already hold a credit: the usual case) and on the
+model's first sale (new credit slots for its payees).
+Targets: publishVersionBySig <= 1 mint; purchaseLicense at depth 1 <= 1.5 mints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "client"))
+
+from eth_account import Account  # noqa: E402
+from hallmark import eip712  # noqa: E402
+from web3 import Web3  # noqa: E402
+
+MNEMONIC = "test test test test test test test test test test test junk"
+DOC = ROOT / "docs" / "contract.md"
+BEGIN, END = "<!-- gas-table:begin -->", "<!-- gas-table:end -->"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def compile_artifacts(out: Path) -> dict[str, dict]:
+    subprocess.run(
+        ["node", "contracts/compile.js", "--out", str(out), "contracts/test/BenchERC721.sol:BenchERC721"],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    registry = json.loads((ROOT / "registry" / "artifacts" / "ModelRegistry.json").read_text())
+    return {"ModelRegistry": registry, "BenchERC721": json.loads((out / "BenchERC721.json").read_text())}
+
+
+class Bench:
+    def __init__(self, w3: Web3, artifacts: dict[str, dict]):
+        self.w3 = w3
+        Account.enable_unaudited_hdwallet_features()
+        self.keys = ["0x" + bytes(Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key).hex() for i in range(10)]
+        self.addr = [Account.from_key(k).address for k in self.keys]
+        self.registry = self.deploy(artifacts["ModelRegistry"], self.addr[0], 250, self.addr[9])
+        self.erc721 = self.deploy(artifacts["BenchERC721"])
+
+    def deploy(self, artifact, *args):
+        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        receipt = self.w3.eth.wait_for_transaction_receipt(factory.constructor(*args).transact({"from": self.addr[0]}))
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+
+    def gas(self, call, sender: str, value: int = 0) -> int:
+        receipt = self.w3.eth.wait_for_transaction_receipt(call.transact({"from": sender, "value": value}))
+        assert receipt["status"] == 1
+        return receipt["gasUsed"]
+
+    def model(self, vendor: int, slug: str, price: int = 10**16, parent: bytes = b"\x00" * 32, bps: int = 0) -> tuple[bytes, int]:
+        f = self.registry.functions
+        used = self.gas(f.createModel(bytes.fromhex(eip712.slug_hash(slug)[2:]), price, 0, parent, bps), self.addr[vendor])
+        return f.computeModelId(self.addr[vendor], bytes.fromhex(eip712.slug_hash(slug)[2:])).call(), used
+
+    def run(self) -> list[tuple[str, int]]:
+        f = self.registry.functions
+        rows: list[tuple[str, int]] = []
+        mint = self.gas(self.erc721.functions.mint(self.addr[5], 1), self.addr[0])
+        rows.append(("ERC-721 mint to a new owner (anchor)", mint))
+
+        root, used = self.model(1, "root")
+        rows.append(("createModel (root)", used))
+        child, used = self.model(2, "child", parent=root, bps=2000)
+        rows.append(("createModel (with parent)", used))
+        rows.append(("publishVersion", self.gas(f.publishVersion(root, b"\x01" * 32, b"\x02" * 32), self.addr[1])))
+
+        deadline = self.w3.eth.get_block("latest")["timestamp"] + 3600
+        typed = eip712.typed_data_publish_version(
+            chain_id=31337, contract=self.registry.address, model_id=child, version=1,
+            root_digest=b"\x03" * 32, metadata_digest=b"\x04" * 32, deadline=deadline,
+        )
+        signature = bytes.fromhex(eip712.sign_typed_data(typed, self.keys[2])[2:])
+        rows.append(("publishVersionBySig", self.gas(f.publishVersionBySig(child, 1, b"\x03" * 32, b"\x04" * 32, deadline, signature), self.addr[0])))
+
+        # lineages of depth 0, 1, 3 (depth = ancestors paid), distinct vendors per level
+        lineage = {0: root}
+        parent = root
+        for depth in (1, 2, 3):
+            parent, _ = self.model(depth + 1, f"d{depth}", parent=parent, bps=3000)
+            lineage[depth] = parent
+        buyers = iter(range(100, 200))
+        for depth in (0, 1, 3):
+            model_id = lineage[depth]
+            price = f.models(model_id).call()[5]
+            cold = self.gas(f.purchaseLicense(model_id, self.fresh(next(buyers)), price), self.addr[8], price)
+            warm = self.gas(f.purchaseLicense(model_id, self.fresh(next(buyers)), price), self.addr[8], price)
+            rows.append((f"purchaseLicense, depth {depth}, later sale", warm))
+            rows.append((f"purchaseLicense, depth {depth}, first sale", cold))
+        rows.append(("withdraw", self.gas(f.withdraw(), self.addr[1])))
+        return rows
+
+    @staticmethod
+    def fresh(n: int) -> str:
+        return Web3.to_checksum_address(f"0x{0xB0B000 + n:040x}")
+
+
+def table(rows: list[tuple[str, int]]) -> str:
+    mint = rows[0][1]
+    lines = ["| operation | gas | × ERC-721 mint |", "|---|---:|---:|"]
+    for name, used in rows:
+        lines.append(f"| {name} | {used:,} | {used / mint:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"rewrite the table in {DOC.relative_to(ROOT)}")
+    args = parser.parse_args()
+    port = free_port()
+    anvil = subprocess.Popen([str(ROOT / "node_modules/.bin/anvil"), "--port", str(port), "--silent"], stdout=subprocess.DEVNULL)
+    try:
+        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}"))
+        for _ in range(100):
+            if w3.is_connected():
+                break
+            time.sleep(0.05)
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = Bench(w3, compile_artifacts(Path(tmp))).run()
+    finally:
+        anvil.terminate()
+        anvil.wait()
+    text = table(rows)
+    print(text)
+    gas = dict(rows)
+    mint = rows[0][1]
+    checks = [
+        ("publishVersionBySig <= 1.0 mint", gas["publishVersionBySig"] <= mint),
+        ("purchaseLicense depth 1 (later sale) <= 1.5 mints", gas["purchaseLicense, depth 1, later sale"] <= 1.5 * mint),
+    ]
+    for label, ok in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {label}")
+    if args.write:
+        doc = DOC.read_text()
+        block = f"{BEGIN}\n{text}\n{END}"
+        DOC.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), block, doc, flags=re.S))
+        print(f"wrote the table into {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    sys.exit(main())
