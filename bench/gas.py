@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "client"))
 
 from eth_account import Account  # noqa: E402
-from hallmark import eip712  # noqa: E402
 from web3 import Web3  # noqa: E402
+
+from hallmark import eip712  # noqa: E402
 
 MNEMONIC = "test test test test test test test test test test test junk"
 DOC = ROOT / "docs" / "contract.md"

@@ -90,6 +90,8 @@ MEDIA_URL = "/media/"
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 MAX_ARTIFACT_SIZE = env.int("MAX_ARTIFACT_SIZE", default=64 * 1024**3)
+VENDOR_STORAGE_QUOTA = env.int("VENDOR_STORAGE_QUOTA", default=500 * 1024**3)
+UPLOAD_EXPIRY_SECONDS = env.int("UPLOAD_EXPIRY_SECONDS", default=24 * 3600)
 
 # --- jobs (Celery) -------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

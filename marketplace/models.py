@@ -1,8 +1,10 @@
 """Marketplace data: accounts (wallets, API tokens), vendors, models, versions, artifacts, downloads."""
 
+import uuid
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from registry.fields import WeiField
 from registry.models import ChainTransaction, TimeStamped
@@ -113,6 +115,10 @@ class Version(TimeStamped):
     )
     published_block = models.PositiveBigIntegerField(null=True, blank=True)
     revoked = models.BooleanField(default=False)
+    revoked_reason = models.CharField(max_length=66, blank=True)
+    declared_files = models.JSONField(
+        null=True, blank=True, help_text="digests the vendor declared before uploading: {path: sha256}"
+    )
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
@@ -152,6 +158,37 @@ class Artifact(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.version}:{self.path}"
+
+
+class Upload(TimeStamped):
+    """A resumable (tus 1.0) upload of one file into a draft version.
+
+    The bytes go to `part_name` under MEDIA_ROOT; `offset` is committed only after the bytes it
+    counts are on disk, so a crash mid-chunk leaves an offset the client can resume from.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="uploads")
+    path = models.CharField(max_length=1024)
+    length = models.PositiveBigIntegerField()
+    offset = models.PositiveBigIntegerField(default=0)
+    part_name = models.CharField(max_length=255)
+    metadata = models.JSONField(default=dict, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    artifact = models.OneToOneField(Artifact, null=True, blank=True, on_delete=models.SET_NULL, related_name="upload")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(offset__lte=F("length")), name="upload_offset_within_length"),
+            models.UniqueConstraint(
+                fields=["version", "path"], condition=Q(completed_at__isnull=True), name="upload_one_open_per_path"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.offset}/{self.length}"
 
 
 class Download(TimeStamped):

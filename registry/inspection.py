@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import PurePosixPath
 from typing import Any
@@ -136,10 +137,145 @@ def _inspect_safetensors(local_path: str, name: str) -> dict[str, Any]:
     return {"format": "safetensors", "dtypes": sorted(dtypes), "parameter_count": parameters, "tensor_count": tensors}
 
 
+QUANTIZED_ONNX_OPS = {
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+    "MatMulInteger", "ConvInteger", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu",
+    "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QGemm", "MatMulNBits",
+    "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "GatherBlockQuantized", "QAttention",
+}
+ONNX_MAX_NODES = 2_000_000
+
+
+class _ProtoReader:
+    """Just enough of the protobuf wire format to walk an ONNX file without loading its weights:
+    length-delimited fields are entered or skipped by seeking, so memory stays constant."""
+
+    def __init__(self, fh, name: str):
+        self.fh = fh
+        self.name = name
+
+    def varint(self) -> int:
+        shift = result = 0
+        while True:
+            byte = self.fh.read(1)
+            if not byte:
+                raise InspectionError(self.name, "malformed ONNX file: truncated varint")
+            result |= (byte[0] & 0x7F) << shift
+            if not byte[0] & 0x80:
+                return result
+            shift += 7
+            if shift > 63:
+                raise InspectionError(self.name, "malformed ONNX file: varint too long")
+
+    def fields(self, end: int):
+        """Yield (field number, wire type, payload end or value) up to byte `end`."""
+        while self.fh.tell() < end:
+            key = self.varint()
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                raise InspectionError(self.name, "malformed ONNX file: field number 0")
+            if wire == 0:
+                yield number, wire, self.varint()
+            elif wire == 2:
+                length = self.varint()
+                start = self.fh.tell()
+                if start + length > end:
+                    raise InspectionError(self.name, "malformed ONNX file: a field runs past its message")
+                yield number, wire, (start, start + length)
+                self.fh.seek(start + length)
+            elif wire == 1:
+                self.fh.seek(8, 1)
+            elif wire == 5:
+                self.fh.seek(4, 1)
+            else:
+                raise InspectionError(self.name, f"malformed ONNX file: wire type {wire}")
+
+    def string(self, span) -> str:
+        self.fh.seek(span[0])
+        return self.fh.read(span[1] - span[0]).decode("utf-8", "replace")
+
+
 def _inspect_onnx(local_path: str, name: str) -> dict[str, Any]:
+    size = os.path.getsize(local_path)
     with open(local_path, "rb") as fh:
         first = fh.read(1)
-    # an ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08
-    if first != b"\x08":
-        raise InspectionError(name, "not an ONNX model (protobuf ModelProto expected)")
-    return {"format": "onnx"}
+        # an ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08
+        if first != b"\x08":
+            raise InspectionError(name, "not an ONNX model (protobuf ModelProto expected)")
+        fh.seek(0)
+        reader = _ProtoReader(fh, name)
+        ir_version = None
+        opsets: dict[str, int] = {}
+        op_types: dict[str, int] = {}
+        parameters = 0
+        initializers = 0
+        producer = None
+        for number, wire, value in reader.fields(size):
+            if number == 1 and wire == 0:
+                ir_version = value
+            elif number == 2 and wire == 2:
+                here = fh.tell()
+                producer = reader.string(value)
+                fh.seek(here)
+            elif number == 8 and wire == 2:
+                here = fh.tell()
+                fh.seek(value[0])
+                domain, version = "", None
+                for n, w, v in reader.fields(value[1]):
+                    if n == 1 and w == 2:
+                        back = fh.tell()
+                        domain = reader.string(v)
+                        fh.seek(back)
+                    elif n == 2 and w == 0:
+                        version = v
+                opsets[domain or "ai.onnx"] = version
+                fh.seek(here)
+            elif number == 7 and wire == 2:
+                here = fh.tell()
+                fh.seek(value[0])
+                for n, w, v in reader.fields(value[1]):
+                    if n == 1 and w == 2:  # NodeProto
+                        back = fh.tell()
+                        fh.seek(v[0])
+                        for nn, ww, vv in reader.fields(v[1]):
+                            if nn == 4 and ww == 2:
+                                again = fh.tell()
+                                op = reader.string(vv)
+                                fh.seek(again)
+                                op_types[op] = op_types.get(op, 0) + 1
+                        fh.seek(back)
+                        if sum(op_types.values()) > ONNX_MAX_NODES:
+                            raise InspectionError(name, "ONNX graph has too many nodes to inspect")
+                    elif n == 5 and w == 2:  # TensorProto initializer: dims only, data skipped
+                        back = fh.tell()
+                        fh.seek(v[0])
+                        count = 1
+                        for nn, ww, vv in reader.fields(v[1]):
+                            if nn == 1 and ww == 0:
+                                count *= vv
+                            elif nn == 1 and ww == 2:  # packed dims
+                                again = fh.tell()
+                                fh.seek(vv[0])
+                                while fh.tell() < vv[1]:
+                                    count *= reader.varint()
+                                fh.seek(again)
+                        parameters += count
+                        initializers += 1
+                        fh.seek(back)
+                fh.seek(here)
+    if ir_version is None or not opsets:
+        raise InspectionError(name, "malformed ONNX model: no IR version or opset")
+    quantized = sorted(op for op in op_types if op in QUANTIZED_ONNX_OPS)
+    return {
+        "format": "onnx",
+        "ir_version": ir_version,
+        "opset": opsets.get("ai.onnx"),
+        "opsets": opsets,
+        "producer": producer,
+        "node_count": sum(op_types.values()),
+        "op_types": sorted(op_types),
+        "quantized_ops": quantized,
+        "quantization": "int8" if quantized else None,
+        "parameter_count": parameters,
+        "tensor_count": initializers,
+    }

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import tus, views
 
 urlpatterns = [
     path("models", views.ModelListView.as_view(), name="api-models"),
@@ -17,6 +17,8 @@ urlpatterns = [
         views.VendorVersionFileView.as_view(),
         name="api-vendor-version-file",
     ),
+    path("vendor/models/<str:slug>/versions/<int:version_id>/uploads", tus.creation, name="tus-creation"),
+    path("uploads/<uuid:upload_id>", tus.resource, name="tus-resource"),
     path(
         "vendor/models/<str:slug>/versions/<int:version_id>/finalize",
         views.VendorVersionFinalizeView.as_view(),

@@ -164,11 +164,27 @@ class VendorModelSignatureView(APIView):
         return Response(model_data(Model.objects.get(pk=model.pk), vendor_view=True), status=status.HTTP_202_ACCEPTED)
 
 
+class DeclaredFile(serializers.Serializer):
+    path = serializers.CharField(max_length=1024)
+    sha256 = serializers.RegexField(r"^[0-9a-f]{64}$")
+    size = serializers.IntegerField(min_value=0, required=False)
+
+
+class VersionCreateInput(serializers.Serializer):
+    files = DeclaredFile(many=True, required=False, help_text="digests hashed locally; the server rejects any mismatch")
+
+
 class VendorVersionsView(APIView):
     permission_classes = [IsVendor]
 
     def post(self, request, slug):
-        version = services.version_create(model=_own_model(request, slug))
+        data = VersionCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        files = data.validated_data.get("files")
+        if files is not None and len({f["path"] for f in files}) != len(files):
+            raise serializers.ValidationError({"files": ["a path is declared twice"]})
+        declared = {f["path"]: f["sha256"] for f in files} if files is not None else None
+        version = services.version_create(model=_own_model(request, slug), declared_files=declared)
         return Response(version_data(version, with_signing=True), status=status.HTTP_201_CREATED)
 
 

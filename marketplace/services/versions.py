@@ -28,11 +28,26 @@ from ..models import Artifact, Model, Version
 COPY_BLOCK = 4 * 1024 * 1024
 
 
-def version_create(*, model: Model) -> Version:
-    """Open a draft version of a registered model, ready for uploads."""
+def version_create(*, model: Model, declared_files: dict[str, str] | None = None) -> Version:
+    """Open a draft version of a registered model, ready for uploads.
+
+    `declared_files` ({path: sha256}) is what the vendor hashed locally (CLI flow): the version
+    is then rejected unless exactly those files arrive with exactly those digests.
+    """
     if model.status != Model.Status.LIVE:
         raise Conflict(f"{model.repo_id} is not registered on chain yet ({model.get_status_display()})", code="model_not_live")
-    return Version.objects.create(model=model)
+    if declared_files is not None:
+        if not declared_files:
+            raise InvalidInput("declare at least one file, or none at all", code="no_files")
+        for path, digest in declared_files.items():
+            try:
+                validate_relative_path(path)
+                file_kind(path)
+            except (UnsafePath, InspectionError) as exc:
+                raise InvalidInput(str(exc), code=exc.code) from exc
+            if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise InvalidInput(f"the declared sha256 of {path!r} is not 64 lowercase hex characters", code="invalid_digest")
+    return Version.objects.create(model=model, declared_files=declared_files)
 
 
 def artifact_upload(*, version: Version, path: str, stream: BinaryIO, length: int | None = None) -> Artifact:
@@ -102,8 +117,19 @@ def version_finalize(*, version: Version) -> Version:
         version = Version.objects.select_for_update().get(pk=version.pk)
         if version.status != Version.Status.DRAFT:
             raise Conflict(f"version is {version.get_status_display()}, not a draft", code="invalid_state")
+        if version.uploads.filter(completed_at__isnull=True).exists():
+            raise Conflict("some uploads are not finished; resume or cancel them first", code="uploads_in_progress")
         if not version.artifacts.exists():
             raise InvalidInput("upload at least one file before finishing the version", code="no_files")
+        if version.declared_files is not None:
+            uploaded = set(version.artifacts.values_list("path", flat=True))
+            declared = set(version.declared_files)
+            if uploaded != declared:
+                missing, extra = sorted(declared - uploaded), sorted(uploaded - declared)
+                raise Conflict(
+                    f"the uploaded files differ from the declared ones (missing: {missing}, not declared: {extra})",
+                    code="declared_files_mismatch",
+                )
         version.status = Version.Status.HASHING
         version.save(update_fields=["status", "updated_at"])
         transaction.on_commit(lambda: version_hash_task.delay(version.pk))
@@ -124,6 +150,13 @@ def version_hash_and_inspect(*, version_id: int) -> Version:
                 sha, size = sha256_stream(fh)
             if artifact.sha256 and artifact.sha256 != sha:
                 raise InspectionError(artifact.path, "stored bytes differ from the bytes received", code="storage_corrupted")
+            declared = (version.declared_files or {}).get(artifact.path)
+            if declared is not None and declared != sha:
+                raise InspectionError(
+                    artifact.path,
+                    f"its sha256 is {sha}, but {declared} was declared: the file changed on the way; upload it again",
+                    code="declared_digest_mismatch",
+                )
             facts[artifact.path] = inspect_file(default_storage.path(artifact.storage_name), artifact.path)
             Artifact.objects.filter(pk=artifact.pk).update(
                 sha256=sha, size=size, file_format=facts[artifact.path]["format"], inspection=facts[artifact.path]

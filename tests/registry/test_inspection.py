@@ -56,3 +56,43 @@ def test_pickle_formats_are_refused(tmp_path, name):
     with pytest.raises(InspectionError) as caught:
         inspect_file(str(path), name)
     assert caught.value.code == "pickle_refused"
+
+
+def onnx_model(path, *, quantized: bool):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 8), dtype=np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["Y"])]
+    initializers = [weight]
+    if quantized:
+        initializers += [numpy_helper.from_array(np.array(0.1, dtype=np.float32), "s"), numpy_helper.from_array(np.array(0, dtype=np.uint8), "z")]
+        nodes = [helper.make_node("QuantizeLinear", ["X", "s", "z"], ["Xq"]), helper.make_node("DequantizeLinear", ["Xq", "s", "z"], ["Xd"]), helper.make_node("MatMul", ["Xd", "W"], ["Y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 8])], initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="hallmark-tests")
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_onnx_opset_parameters_and_quantized_ops_are_read_without_loading_weights(tmp_path):
+    facts = inspect_file(onnx_model(tmp_path / "q.onnx", quantized=True), "q.onnx")
+    assert facts["format"] == "onnx" and facts["opset"] == 17 and facts["producer"] == "hallmark-tests"
+    assert facts["quantized_ops"] == ["DequantizeLinear", "QuantizeLinear"] and facts["quantization"] == "int8"
+    assert facts["parameter_count"] == 32 + 1 + 1 and facts["node_count"] == 3
+    plain = inspect_file(onnx_model(tmp_path / "f.onnx", quantized=False), "f.onnx")
+    assert plain["quantized_ops"] == [] and plain["quantization"] is None and plain["parameter_count"] == 32
+
+
+def test_truncated_onnx_is_a_clear_error(tmp_path):
+    good = (tmp_path / "g.onnx")
+    onnx_model(good, quantized=False)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(good.read_bytes()[:-20])
+    with pytest.raises(InspectionError) as caught:
+        inspect_file(str(bad), "bad.onnx")
+    assert "bad.onnx" in str(caught.value) and caught.value.code == "malformed_file"
