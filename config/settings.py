@@ -106,6 +106,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+CELERY_BEAT_SCHEDULE = {
+    "index-chain": {"task": "registry.index_chain", "schedule": env.float("INDEXER_INTERVAL", default=5.0)},
+    "resume-pending-chain": {"task": "marketplace.resume_pending_chain", "schedule": 60.0},
+    "expire-uploads": {"task": "marketplace.expire_uploads", "schedule": 3600.0},
+}
+
 # --- chain ---------------------------------------------------------------------------------
 CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="http://127.0.0.1:8545")
 CHAIN_ID = env.int("CHAIN_ID", default=31337)
@@ -119,6 +125,10 @@ CONFIRMATIONS = env.int("CONFIRMATIONS", default=1)
 PLATFORM_FEE_BPS = env.int("PLATFORM_FEE_BPS", default=250)
 RECEIPT_TIMEOUT = env.float("RECEIPT_TIMEOUT", default=120.0)
 SIGNATURE_TTL_SECONDS = env.int("SIGNATURE_TTL_SECONDS", default=24 * 3600)
+REGISTRY_DEPLOY_BLOCK = env.int("REGISTRY_DEPLOY_BLOCK", default=0)  # else read from the deployment record
+INDEXER_MAX_RANGE = env.int("INDEXER_MAX_RANGE", default=2000)
+# modules with apply(events) / rollback(events), called by the indexer in its transaction
+INDEXER_PROJECTIONS = ["royalties.projections", "marketplace.projections"]
 
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -24,3 +24,14 @@ def version_hash_task(version_id: int) -> str:
 @shared_task(name="marketplace.version_anchor", **RETRY)
 def version_anchor_task(version_id: int) -> str:
     return services.version_anchor(version_id=version_id).status
+
+
+@shared_task(name="marketplace.resume_pending_chain", ignore_result=True)
+def resume_pending_chain_task() -> int:
+    """Re-queue work whose task was lost (a worker killed, eager mode with the chain down)."""
+    return services.pending_chain_resume()
+
+
+@shared_task(name="marketplace.expire_uploads", ignore_result=True)
+def expire_uploads_task() -> int:
+    return services.uploads_expire()

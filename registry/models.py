@@ -67,3 +67,47 @@ class RelayerNonce(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.address} next={self.next_nonce}"
+
+
+class IndexerCursor(TimeStamped):
+    """How far the event indexer has applied the registry's logs: a block and its hash."""
+
+    contract = models.CharField(max_length=42, primary_key=True)
+    block_number = models.BigIntegerField(default=-1)
+    block_hash = models.CharField(max_length=66, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.contract} @ {self.block_number}"
+
+
+class IndexedBlock(models.Model):
+    """Hashes of recently indexed blocks: the highest one still canonical is the common ancestor
+    to roll back to after a reorg."""
+
+    contract = models.CharField(max_length=42)
+    number = models.BigIntegerField()
+    hash = models.CharField(max_length=66)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["contract", "number"], name="indexedblock_unique_number")]
+        indexes = [models.Index(fields=["contract", "-number"])]
+
+
+class ChainEvent(TimeStamped):
+    """One registry event, applied once: unique by (transaction hash, log index)."""
+
+    contract = models.CharField(max_length=42)
+    block_number = models.BigIntegerField(db_index=True)
+    block_hash = models.CharField(max_length=66)
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField()
+    name = models.CharField(max_length=64, db_index=True)
+    args = models.JSONField(help_text="decoded arguments: 0x-hex for bytes, digit strings for integers")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tx_hash", "log_index"], name="chainevent_unique_log")]
+        indexes = [models.Index(fields=["contract", "block_number", "log_index"])]
+        ordering = ["block_number", "log_index"]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.block_number}:{self.log_index}"

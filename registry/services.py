@@ -372,3 +372,15 @@ __all__ = [
     "transaction_mark_failed",
     "transaction_process",
 ]
+
+
+def transaction_requeue(*, transaction_id: int) -> None:
+    """A confirmed transaction's block left the canonical chain: wait for it again.
+
+    It goes back to `signed` (its same bytes are re-broadcast; a node that still has it in its
+    pool or re-includes it simply confirms it again), or to `queued` when it was never ours."""
+    tx = ChainTransaction.objects.filter(pk=transaction_id).first()
+    if tx is None:
+        return
+    status = ChainTransaction.Status.SIGNED if tx.raw_transaction else ChainTransaction.Status.QUEUED
+    ChainTransaction.objects.filter(pk=transaction_id).update(status=status, block_number=None, block_hash="")

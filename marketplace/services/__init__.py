@@ -10,6 +10,8 @@ from .accounts import (
 )
 from .catalog import model_anchor, model_create, model_submit_signature
 from .downloads import download_authorize, download_record
+from .recovery import pending_chain_resume
+from .uploads import upload_append, upload_create, upload_get, upload_terminate, uploads_expire
 from .versions import (
     artifact_upload,
     version_anchor,
@@ -20,6 +22,12 @@ from .versions import (
 )
 
 __all__ = [
+    "pending_chain_resume",
+    "upload_append",
+    "upload_create",
+    "upload_get",
+    "upload_terminate",
+    "uploads_expire",
     "api_token_authenticate",
     "api_token_create",
     "api_token_revoke",

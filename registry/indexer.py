@@ -1,0 +1,217 @@
+"""The event indexer: mirrors every ModelRegistry event into the database, safely.
+
+- a cursor (block number and hash) says how far the mirror goes;
+- logs are read in bounded block ranges, and only blocks at least CONFIRMATIONS deep;
+- each log is applied once (unique by transaction hash and log index);
+- a range is kept only if every log's block is still canonical after reading it;
+- when the cursor's block is no longer canonical (a reorg), the mirror is rolled back to the
+  highest indexed block that still is (the common ancestor), then indexing resumes from there.
+
+Projections (the license mirror, version states, ...) live in other apps and are named in the
+INDEXER_PROJECTIONS setting: modules with `apply(events)` and `rollback(events)`, called in the
+same database transaction as the events they concern. This module imports none of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from django.conf import settings
+from django.db import transaction
+from eth_utils import event_abi_to_log_topic, to_checksum_address
+from hexbytes import HexBytes
+
+from . import chain
+from .chain import chain_errors
+from .models import ChainEvent, IndexedBlock, IndexerCursor
+
+logger = logging.getLogger(__name__)
+BLOCK_WINDOW = 512  # indexed block hashes kept for finding a common ancestor
+
+
+@dataclass
+class IndexRun:
+    from_block: int
+    to_block: int
+    events: int = 0
+    rolled_back_to: int | None = None
+    removed: int = 0
+
+
+class ReorgDuringRead(Exception):
+    """The chain changed while a range was being read; the range is read again next run."""
+
+
+@functools.cache
+def _projections():
+    return [importlib.import_module(path) for path in getattr(settings, "INDEXER_PROJECTIONS", [])]
+
+
+@functools.cache
+def _topics() -> dict[bytes, str]:
+    return {
+        bytes(event_abi_to_log_topic(item)): item["name"]
+        for item in chain.load_artifact()["abi"]
+        if item["type"] == "event"
+    }
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, HexBytes)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _start_block() -> int:
+    record = chain.read_deployment() or {}
+    return int(getattr(settings, "REGISTRY_DEPLOY_BLOCK", 0) or record.get("block_number", 0))
+
+
+def indexer_run(*, max_range: int | None = None, max_ranges: int | None = None) -> IndexRun:
+    """Index confirmed registry events up to the safe head; roll back first if a reorg happened."""
+    max_range = max_range or settings.INDEXER_MAX_RANGE
+    contract = chain.registry_contract()
+    w3 = chain.web3()
+    address = contract.address
+    cursor, _ = IndexerCursor.objects.get_or_create(contract=address, defaults={"block_number": _start_block() - 1})
+    with chain_errors():
+        head = w3.eth.block_number
+    safe_head = head - max(settings.CONFIRMATIONS, 1) + 1
+    run = IndexRun(from_block=cursor.block_number + 1, to_block=cursor.block_number)
+
+    rolled = _rollback_if_reorged(cursor, w3)
+    if rolled is not None:
+        run.rolled_back_to, run.removed = rolled
+        cursor.refresh_from_db()
+        run.from_block = cursor.block_number + 1
+
+    ranges = 0
+    start = cursor.block_number + 1
+    while start <= safe_head and (max_ranges is None or ranges < max_ranges):
+        end = min(start + max_range - 1, safe_head)
+        try:
+            count = _index_range(address, contract, w3, start, end)
+        except ReorgDuringRead:
+            logger.warning("chain reorganised while reading blocks %s-%s; will retry", start, end)
+            break
+        run.events += count
+        run.to_block = end
+        ranges += 1
+        start = end + 1
+    return run
+
+
+def _index_range(address: str, contract, w3, start: int, end: int) -> int:
+    with chain_errors():
+        end_hash = bytes(w3.eth.get_block(end)["hash"])
+        logs = w3.eth.get_logs({"address": address, "fromBlock": start, "toBlock": end})
+        hashes = {end: end_hash}
+        for log in logs:
+            hashes.setdefault(log["blockNumber"], None)
+        for number in hashes:
+            canonical = bytes(w3.eth.get_block(number)["hash"])
+            if hashes[number] is not None and hashes[number] != canonical:
+                raise ReorgDuringRead()
+            hashes[number] = canonical
+    for log in logs:
+        if bytes(log["blockHash"]) != hashes[log["blockNumber"]]:
+            raise ReorgDuringRead()
+
+    events = []
+    topics = _topics()
+    for log in logs:
+        name = topics.get(bytes(log["topics"][0])) if log["topics"] else None
+        if name is None:
+            continue
+        decoded = getattr(contract.events, name)().process_log(log)
+        events.append(
+            ChainEvent(
+                contract=address,
+                block_number=log["blockNumber"],
+                block_hash="0x" + bytes(log["blockHash"]).hex(),
+                tx_hash="0x" + bytes(log["transactionHash"]).hex(),
+                log_index=log["logIndex"],
+                name=name,
+                args={k: jsonable(v) for k, v in decoded["args"].items()},
+            )
+        )
+    with transaction.atomic():
+        cursor = IndexerCursor.objects.select_for_update().get(contract=address)
+        if cursor.block_number != start - 1:
+            return 0  # another indexer run got here first
+        seen = set(
+            ChainEvent.objects.filter(tx_hash__in={e.tx_hash for e in events}).values_list("tx_hash", "log_index")
+        ) if events else set()
+        fresh = [e for e in events if (e.tx_hash, e.log_index) not in seen]
+        ChainEvent.objects.bulk_create(fresh)
+        for number, block_hash in hashes.items():
+            IndexedBlock.objects.update_or_create(contract=address, number=number, defaults={"hash": "0x" + block_hash.hex()})
+        IndexedBlock.objects.filter(contract=address, number__lt=end - BLOCK_WINDOW).delete()
+        if fresh:
+            for projection in _projections():
+                projection.apply(fresh)
+        cursor.block_number = end
+        cursor.block_hash = "0x" + end_hash.hex()
+        cursor.save(update_fields=["block_number", "block_hash", "updated_at"])
+    return len(fresh)
+
+
+def _rollback_if_reorged(cursor: IndexerCursor, w3) -> tuple[int, int] | None:
+    if cursor.block_number < 0 or not cursor.block_hash:
+        return None
+    with chain_errors():
+        current = w3.eth.get_block(cursor.block_number, full_transactions=False) if cursor.block_number <= w3.eth.block_number else None
+    if current is not None and "0x" + bytes(current["hash"]).hex() == cursor.block_hash:
+        return None
+    ancestor = _common_ancestor(cursor.contract, w3)
+    return _rollback(cursor.contract, ancestor)
+
+
+def _common_ancestor(contract: str, w3) -> int:
+    with chain_errors():
+        head = w3.eth.block_number
+        for block in IndexedBlock.objects.filter(contract=contract).order_by("-number").iterator():
+            if block.number > head:
+                continue
+            if "0x" + bytes(w3.eth.get_block(block.number)["hash"]).hex() == block.hash:
+                return block.number
+    return _start_block() - 1  # deeper than the window: rebuild the mirror from the deployment
+
+
+def _rollback(contract: str, ancestor: int) -> tuple[int, int]:
+    with transaction.atomic():
+        cursor = IndexerCursor.objects.select_for_update().get(contract=contract)
+        removed = list(ChainEvent.objects.filter(contract=contract, block_number__gt=ancestor).order_by("-block_number", "-log_index"))
+        ChainEvent.objects.filter(pk__in=[e.pk for e in removed]).delete()
+        IndexedBlock.objects.filter(contract=contract, number__gt=ancestor).delete()
+        if removed:
+            for projection in _projections():
+                projection.rollback(removed)
+        kept = IndexedBlock.objects.filter(contract=contract, number=ancestor).first()
+        cursor.block_number = ancestor
+        cursor.block_hash = kept.hash if kept else ""
+        cursor.save(update_fields=["block_number", "block_hash", "updated_at"])
+    logger.warning("reorg: rolled the chain mirror back to block %s, removing %s events", ancestor, len(removed))
+    return ancestor, len(removed)
+
+
+def events_for(*, name: str, **match: str) -> Iterable[ChainEvent]:
+    """Mirrored events of one kind whose arguments match (values as stored: hex or digits)."""
+    qs = ChainEvent.objects.filter(name=name)
+    for key, value in match.items():
+        qs = qs.filter(**{f"args__{key}": value})
+    return qs.order_by("block_number", "log_index")
+
+
+def normalise_address(value: str) -> str:
+    return to_checksum_address(value)

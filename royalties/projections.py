@@ -1,0 +1,38 @@
+"""Indexer projection: the license mirror follows `LicensePurchased` events (and their rollback)."""
+
+from __future__ import annotations
+
+from registry.models import ChainEvent
+
+from .models import License
+from .services import license_record
+
+
+def apply(events: list[ChainEvent]) -> None:
+    for event in events:
+        if event.name == "LicensePurchased":
+            license_record(
+                model_id=event.args["modelId"],
+                licensee=event.args["licensee"],
+                expiry=int(event.args["expiresAt"]),
+                block=event.block_number,
+                source=License.Source.EVENT,
+            )
+
+
+def rollback(events: list[ChainEvent]) -> None:
+    """Recompute each touched licence from the purchases that remain on the canonical chain."""
+    touched = {(e.args["modelId"], e.args["licensee"]) for e in events if e.name == "LicensePurchased"}
+    for model_id, licensee in touched:
+        latest = (
+            ChainEvent.objects.filter(name="LicensePurchased", args__modelId=model_id, args__licensee=licensee)
+            .order_by("-block_number", "-log_index")
+            .first()
+        )
+        if latest is None:
+            License.objects.filter(model_id=model_id.lower(), licensee=licensee).delete()
+        else:
+            license_record(
+                model_id=model_id, licensee=licensee, expiry=int(latest.args["expiresAt"]),
+                block=latest.block_number, source=License.Source.EVENT,
+            )

@@ -1,0 +1,124 @@
+"""The event indexer: every event once, bounded ranges, confirmations, and reorg rollback until
+the mirror equals the chain (a real reorg made by anvil's own RPC)."""
+
+import pytest
+from eth_utils import keccak
+
+from marketplace.models import Version
+from registry import chain as chain_mod
+from registry.indexer import indexer_run
+from registry.models import ChainEvent, IndexerCursor
+from royalties.models import License
+from tests.conftest import purchase
+from tests.marketplace.test_api_errors import live_version, vendor  # noqa: F401 - fixtures
+
+from .kit import Registry
+
+pytestmark = pytest.mark.django_db
+
+
+def chain_logs(anvil) -> set[tuple[str, int]]:
+    """What the chain itself says, read from scratch."""
+    w3 = chain_mod.web3()
+    logs = w3.eth.get_logs({"address": chain_mod.registry_address(), "fromBlock": anvil.deploy_block, "toBlock": "latest"})
+    return {("0x" + bytes(log["transactionHash"]).hex(), log["logIndex"]) for log in logs}
+
+
+def mirror() -> set[tuple[str, int]]:
+    return set(ChainEvent.objects.values_list("tx_hash", "log_index"))
+
+
+@pytest.fixture
+def indexed(chain, settings):
+    settings.CONFIRMATIONS = 1
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    return chain
+
+
+def test_every_event_is_mirrored_once_and_projections_follow(indexed, live_version, make_party):  # noqa: F811
+    buyer = make_party("buyer", indexed.keys[2])
+    purchase(indexed, live_version.model.chain_model_id, buyer.key)
+    reg = Registry(indexed)
+    model_id = bytes.fromhex(live_version.model.chain_model_id[2:])
+    reg.send(reg.f.revokeVersion(model_id, 1, keccak(text="broken")), live_version.model.vendor.address)
+
+    run = indexer_run()
+    assert run.events == len(chain_logs(indexed)) and mirror() == chain_logs(indexed)
+    assert indexer_run().events == 0 and mirror() == chain_logs(indexed)  # applied once
+    assert License.objects.get(licensee=buyer.address).source == "event"
+    version = Version.objects.get(pk=live_version.pk)
+    assert version.revoked and version.revoked_reason == "0x" + keccak(text="broken").hex()
+    names = set(ChainEvent.objects.values_list("name", flat=True))
+    assert {"ModelCreated", "VersionPublished", "LicensePurchased", "RoyaltyCredited", "VersionRevoked"} <= names
+
+
+def test_small_ranges_give_the_same_mirror(indexed, live_version, make_party):  # noqa: F811
+    buyer = make_party("buyer", indexed.keys[2])
+    purchase(indexed, live_version.model.chain_model_id, buyer.key)
+    while True:
+        run = indexer_run(max_range=1, max_ranges=3)
+        if run.to_block >= chain_mod.web3().eth.block_number:
+            break
+    assert mirror() == chain_logs(indexed)
+
+
+def test_only_blocks_confirmations_deep_are_indexed(indexed, settings, live_version, make_party):  # noqa: F811
+    settings.CONFIRMATIONS = 3
+    head = chain_mod.web3().eth.block_number
+    indexer_run()
+    assert IndexerCursor.objects.get().block_number == head - 2
+    buyer = make_party("buyer", indexed.keys[2])
+    receipt = purchase(indexed, live_version.model.chain_model_id, buyer.key)
+    indexer_run()
+    assert not ChainEvent.objects.filter(block_number=receipt["blockNumber"]).exists()
+    indexed.rpc("anvil_mine", [2])
+    indexer_run()
+    assert ChainEvent.objects.filter(block_number=receipt["blockNumber"], name="LicensePurchased").exists()
+
+
+def test_a_reorg_rolls_the_mirror_back_and_it_ends_equal_to_the_chain(indexed, live_version, make_party):  # noqa: F811
+    buyer = make_party("buyer", indexed.keys[2])
+    reg = Registry(indexed)
+    model_id = bytes.fromhex(live_version.model.chain_model_id[2:])
+    indexer_run()
+    before_reorg = mirror()
+
+    purchase(indexed, live_version.model.chain_model_id, buyer.key)
+    reg.send(reg.f.revokeVersion(model_id, 1, keccak(text="oops")), live_version.model.vendor.address)
+    indexer_run()
+    assert License.objects.filter(licensee=buyer.address).exists()
+    assert Version.objects.get(pk=live_version.pk).revoked
+
+    # anvil replaces the last two blocks (the purchase and the revocation) with empty ones
+    indexed.rpc("anvil_reorg", [2, []])
+    assert not reg.f.hasLicense(model_id, buyer.address).call()
+    run = indexer_run()
+    assert run.rolled_back_to is not None and run.removed >= 2
+    assert mirror() == chain_logs(indexed) == before_reorg
+    assert not License.objects.filter(licensee=buyer.address).exists()
+    assert not Version.objects.get(pk=live_version.pk).revoked
+
+
+def test_after_a_reorg_that_replaces_events_the_new_ones_are_mirrored(indexed, live_version, make_party):  # noqa: F811
+    first, second = make_party("first", indexed.keys[2]), make_party("second", indexed.keys[3])
+    snapshot = indexed.rpc("evm_snapshot")
+    purchase(indexed, live_version.model.chain_model_id, first.key)
+    indexer_run()
+    assert License.objects.filter(licensee=first.address).exists()
+
+    indexed.rpc("evm_revert", [snapshot])  # a competing branch: another purchase wins the block
+    purchase(indexed, live_version.model.chain_model_id, second.key)
+    indexed.rpc("anvil_mine", [2])
+    run = indexer_run()
+    assert run.rolled_back_to is not None
+    assert mirror() == chain_logs(indexed)
+    assert not License.objects.filter(licensee=first.address).exists()
+    assert License.objects.filter(licensee=second.address).exists()
+
+
+def test_a_digest_that_disagrees_with_the_chain_is_never_served(indexed, live_version, client):  # noqa: F811
+    Version.objects.filter(pk=live_version.pk).update(root_digest="00" * 32)
+    indexer_run()
+    version = Version.objects.get(pk=live_version.pk)
+    assert version.status == Version.Status.FAILED and version.error_code == "chain_mismatch"
+    assert client.get("/acme/tiny/resolve/main/model.gguf").status_code == 404
