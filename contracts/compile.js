@@ -81,19 +81,27 @@ function main() {
     return;
   }
   const target = path.join(ROOT, "registry", "artifacts", "ModelRegistry.json");
+  // the Django-free client verifies against the chain with the same ABI
+  const abiTarget = path.join(ROOT, "client", "hallmark", "abi", "ModelRegistry.abi.json");
   const { output, fullInput } = compile(["contracts/ModelRegistry.sol"]);
-  const text = serialize(artifactFor(output, fullInput, "contracts/ModelRegistry.sol", "ModelRegistry"));
+  const artifact = artifactFor(output, fullInput, "contracts/ModelRegistry.sol", "ModelRegistry");
+  const outputs = [[target, serialize(artifact)], [abiTarget, JSON.stringify(artifact.abi, null, 1) + "\n"]];
   if (args[0] === "--check") {
-    const committed = fs.existsSync(target) ? fs.readFileSync(target, "utf8") : "";
-    if (committed !== text) {
-      console.error("registry/artifacts/ModelRegistry.json is stale: run `npm run compile` and commit it");
-      process.exit(1);
+    for (const [file, text] of outputs) {
+      const committed = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+      if (committed !== text) {
+        console.error(`${path.relative(ROOT, file)} is stale: run \`make compile\` and commit it`);
+        process.exit(1);
+      }
     }
-    console.log("artifact up to date");
+    console.log("artifacts up to date");
     return;
   }
-  fs.writeFileSync(target, text);
-  console.log(`wrote ${path.relative(ROOT, target)} (solc ${solc.version()})`);
+  for (const [file, text] of outputs) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, text);
+    console.log(`wrote ${path.relative(ROOT, file)} (solc ${solc.version()})`);
+  }
 }
 
 main();

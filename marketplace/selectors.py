@@ -33,7 +33,7 @@ def version_resolve(*, model: Model, revision: str) -> Version:
     versions = live_versions(model=model)
     version = None
     if revision == "main":
-        version = versions.first()
+        version = versions.filter(revoked=False).first()  # a revoked version is never the default
     elif m := VERSION_RE.match(revision):
         version = versions.filter(number=int(m.group(1))).first()
     elif COMMIT_RE.match(revision):
@@ -56,3 +56,12 @@ def artifact_get(*, version: Version, path: str) -> Artifact:
 
 def model_list_public() -> QuerySet[Model]:
     return Model.objects.select_related("vendor").filter(status=Model.Status.LIVE, listed=True).order_by("-created_at")
+
+
+def artifacts_with_sha256(*, sha256: str) -> list[Artifact]:
+    """Files of live versions with this digest (the index's answer, to be checked on chain)."""
+    return list(
+        Artifact.objects.select_related("version__model__vendor")
+        .filter(sha256=sha256, version__status=Version.Status.LIVE)
+        .order_by("version__model__vendor__slug", "version__model__slug", "version__number")
+    )

@@ -118,6 +118,11 @@ class ResolveView(APIView):
             repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
             version = selectors.version_resolve(model=repo, revision=revision)
             artifact = selectors.artifact_get(version=version, path=path)
+            if version.revoked:
+                raise MarketplaceError(
+                    f"v{version.number} of {repo_id} was revoked by its vendor; use another revision",
+                    code="VersionRevoked", status=410, headers={"X-Repo-Commit": version.commit_sha},
+                )
             grant = services.download_authorize(user=request.user, version=version)
         except MarketplaceError as exc:
             services.download_record(**record, version=version, artifact=artifact, status_code=exc.status, error_code=exc.code)

@@ -7,6 +7,8 @@ from . import tus, views
 urlpatterns = [
     path("models", views.ModelListView.as_view(), name="api-models"),
     path("models/<str:vendor>/<str:model>", views.ModelDetailView.as_view(), name="api-model-detail"),
+    path("provenance/sha256/<str:sha256>", views.ProvenanceByHashView.as_view(), name="api-provenance-sha256"),
+    path("eip712", views.Eip712TypesView.as_view(), name="api-eip712"),
     path("vendor/models", views.VendorModelsView.as_view(), name="api-vendor-models"),
     path("vendor/models/<str:slug>", views.VendorModelView.as_view(), name="api-vendor-model"),
     path("vendor/models/<str:slug>/signature", views.VendorModelSignatureView.as_view(), name="api-vendor-model-signature"),

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from registry import chain
 
 from .. import selectors, services
-from ..errors import NotFound
+from ..errors import InvalidInput, NotFound
 from ..models import Artifact, Model, Version
 
 
@@ -245,3 +245,55 @@ class ModelListView(APIView):
 class ModelDetailView(APIView):
     def get(self, request, vendor, model):
         return Response(model_data(selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)))
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+class ProvenanceByHashView(APIView):
+    """`GET /api/v1/provenance/sha256/<hex>`: which published versions contain a file with this
+    SHA-256, answered from the index and each checked against the chain."""
+
+    def get(self, request, sha256):
+        from registry.verification import versions_on_chain
+
+        sha256 = sha256.lower()
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise InvalidInput("give the file's SHA-256 as 64 hex characters", code="invalid_digest")
+        found = selectors.artifacts_with_sha256(sha256=sha256)
+        checks = versions_on_chain([(a.version.model.chain_model_id, a.version.number, a.version.root_digest) for a in found])
+        results = []
+        for artifact, check in zip(found, checks):
+            version = artifact.version
+            results.append(
+                {
+                    "repo_id": version.model.repo_id,
+                    "model_id": version.model.chain_model_id,
+                    "version": version.number,
+                    "revision": f"v{version.number}",
+                    "commit": version.commit_sha,
+                    "path": artifact.path,
+                    "size": artifact.size,
+                    "root_digest": version.root_digest,
+                    "signer": version.signer,
+                    "vendor_address": version.model.vendor.address,
+                    **check,
+                }
+            )
+        return Response({"sha256": sha256, "versions": results})
+
+
+class Eip712TypesView(APIView):
+    """`GET /api/v1/eip712`: the typed-data definitions and this deployment's domain, for wallets."""
+
+    def get(self, request):
+        from django.conf import settings
+
+        from hallmark import eip712
+
+        return Response(
+            {
+                "types": {"EIP712Domain": eip712.EIP712_DOMAIN, **eip712.TYPES},
+                "domain": eip712.domain(settings.CHAIN_ID, chain.registry_address()),
+            }
+        )
