@@ -17,7 +17,14 @@ from django.db.models import Max
 
 from hallmark import eip712
 from hallmark.errors import InvalidSignature, UnsafePath
-from hallmark.manifest import FileDigest, build_statement, metadata_digest, root_digest, sha256_stream, validate_relative_path
+from hallmark.manifest import (
+    FileDigest,
+    build_statement,
+    metadata_digest,
+    root_digest,
+    sha256_files,
+    validate_relative_path,
+)
 from registry import chain
 from registry.inspection import InspectionError, file_kind, inspect_file
 from registry.services import TransactionFailed, transaction_enqueue, transaction_events, transaction_process
@@ -144,10 +151,11 @@ def version_hash_and_inspect(*, version_id: int) -> Version:
         return version
     files: list[FileDigest] = []
     facts: dict[str, dict] = {}
+    artifacts = list(version.artifacts.order_by("path"))
     try:
-        for artifact in version.artifacts.order_by("path"):
-            with default_storage.open(artifact.storage_name, "rb") as fh:
-                sha, size = sha256_stream(fh)
+        # several large files hash in parallel, one thread each, in constant memory
+        digests = sha256_files([default_storage.path(a.storage_name) for a in artifacts])
+        for artifact, (sha, size) in zip(artifacts, digests):
             if artifact.sha256 and artifact.sha256 != sha:
                 raise InspectionError(artifact.path, "stored bytes differ from the bytes received", code="storage_corrupted")
             declared = (version.declared_files or {}).get(artifact.path)
