@@ -130,6 +130,10 @@ INDEXER_MAX_RANGE = env.int("INDEXER_MAX_RANGE", default=2000)
 # modules with apply(events) / rollback(events), called by the indexer in its transaction
 INDEXER_PROJECTIONS = ["royalties.projections", "marketplace.projections"]
 
+SIWE_DOMAIN = env.str("SIWE_DOMAIN", default="")  # empty: the Host the request came to
+SIWE_NONCE_TTL_SECONDS = env.int("SIWE_NONCE_TTL_SECONDS", default=600)
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)  # tokens from sign-in; 0 = no expiry
+
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

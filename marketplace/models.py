@@ -35,6 +35,17 @@ class ApiToken(TimeStamped):
         return f"{self.prefix}… ({self.user})"
 
 
+class SiweNonce(TimeStamped):
+    """A Sign-In with Ethereum nonce: issued by the server, usable once, briefly."""
+
+    nonce = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.nonce
+
+
 class Vendor(TimeStamped):
     """A publisher: its slug names its repos (`<vendor>/<model>`); `address` signs its versions."""
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from eth_account import Account
-from eth_account.messages import encode_defunct
 
 from registry import chain as chain_module
 
@@ -188,13 +187,21 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.2, message: str
 # ---------------------------------------------------------------------------------- builders
 
 
-def link_wallet(user, private_key: str):
+SIWE_DOMAIN = "hallmark.test"
+
+
+def siwe_login(private_key: str, user=None, domain: str = SIWE_DOMAIN):
+    """Sign in with Ethereum through the real service: a fresh nonce, a signed EIP-4361 message."""
+    from hallmark.siwe import sign_message, siwe_message
     from marketplace import services
 
-    address = Account.from_key(private_key).address
-    message = services.wallet_link_message(user=user, address=address)
-    signature = "0x" + bytes(Account.sign_message(encode_defunct(text=message), private_key).signature).hex()
-    return services.wallet_link(user=user, address=address, signature=signature)
+    nonce = services.siwe_nonce_create().nonce
+    text = siwe_message(domain=domain, address=Account.from_key(private_key).address, uri=f"https://{domain}", chain_id=31337, nonce=nonce)
+    return services.siwe_sign_in(message=text, signature=sign_message(text, private_key), domain=domain, user=user)
+
+
+def link_wallet(user, private_key: str):
+    return siwe_login(private_key, user=user)[1]
 
 
 @dataclass

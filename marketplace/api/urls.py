@@ -2,9 +2,14 @@
 
 from django.urls import path
 
-from . import tus, views
+from . import auth, tus, views
 
 urlpatterns = [
+    path("auth/nonce", auth.NonceView.as_view(), name="api-auth-nonce"),
+    path("auth/siwe", auth.SiweView.as_view(), name="api-auth-siwe"),
+    path("auth/tokens", auth.TokensView.as_view(), name="api-auth-tokens"),
+    path("auth/tokens/<str:prefix>", auth.TokenView.as_view(), name="api-auth-token"),
+    path("auth/wallets", auth.WalletsView.as_view(), name="api-auth-wallets"),
     path("models", views.ModelListView.as_view(), name="api-models"),
     path("models/<str:vendor>/<str:model>", views.ModelDetailView.as_view(), name="api-model-detail"),
     path("provenance/sha256/<str:sha256>", views.ProvenanceByHashView.as_view(), name="api-provenance-sha256"),

@@ -4,9 +4,9 @@ from .accounts import (
     api_token_authenticate,
     api_token_create,
     api_token_revoke,
+    siwe_nonce_create,
+    siwe_sign_in,
     vendor_register,
-    wallet_link,
-    wallet_link_message,
 )
 from .catalog import model_anchor, model_create, model_submit_signature
 from .downloads import download_authorize, download_record
@@ -43,6 +43,6 @@ __all__ = [
     "version_finalize",
     "version_hash_and_inspect",
     "version_submit_signature",
-    "wallet_link",
-    "wallet_link_message",
+    "siwe_nonce_create",
+    "siwe_sign_in",
 ]

@@ -1,53 +1,86 @@
-"""Accounts: wallets proven by signature, vendor profiles, hashed API tokens."""
+"""Accounts: wallets proven by Sign-In with Ethereum, vendor profiles, hashed API tokens."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from eth_account import Account
-from eth_account.messages import encode_defunct
-from eth_utils import is_address, to_checksum_address
+from eth_utils import to_checksum_address
 
 from ..errors import Conflict, Forbidden, InvalidInput, NotAuthenticated
-from ..models import ApiToken, Vendor, Wallet
+from ..models import ApiToken, SiweNonce, Vendor, Wallet
 
 TOKEN_PREFIX = "hm_"
 
 
-def wallet_link_message(*, user, address: str) -> str:
-    """The text a user signs (`personal_sign`) to prove they control `address`."""
-    return (
-        "Hallmark: link this wallet to my account.\n"
-        f"Account: {user.username} (#{user.pk})\n"
-        f"Wallet: {to_checksum_address(address)}"
+def siwe_nonce_create() -> SiweNonce:
+    """A fresh single-use nonce for a Sign-In with Ethereum message."""
+    return SiweNonce.objects.create(
+        nonce=secrets.token_urlsafe(16).replace("-", "a").replace("_", "b"),
+        expires_at=timezone.now() + timedelta(seconds=settings.SIWE_NONCE_TTL_SECONDS),
     )
 
 
-def wallet_link(*, user, address: str, signature: str) -> Wallet:
-    """Link `address` to `user` once its `personal_sign` of `wallet_link_message` checks out."""
-    if not is_address(address):
-        raise InvalidInput(f"{address!r} is not an Ethereum address", code="invalid_address")
-    address = to_checksum_address(address)
+def siwe_sign_in(*, message: str, signature: str, domain: str, user=None) -> tuple:
+    """Check a signed EIP-4361 message and return (user, wallet).
+
+    Checked: the message parses, its domain is ours, its chain id is CHAIN_ID, its nonce was
+    issued here, is unexpired and is used now for the first and last time, it has not expired,
+    and the signature recovers to its address. With `user` (already signed in) the wallet is
+    linked to that user; otherwise the wallet's user, or a new user for a new wallet.
+    """
+    from siwe import SiweMessage
+    from siwe import siwe as siwe_errors
+
     try:
-        signer = Account.recover_message(encode_defunct(text=wallet_link_message(user=user, address=address)), signature=signature)
+        parsed = SiweMessage.from_message(message=message)
+    except Exception as exc:  # the parser raises several kinds
+        raise InvalidInput(f"not a Sign-In with Ethereum (EIP-4361) message: {exc}", code="siwe_malformed") from exc
+    if parsed.domain != domain:
+        raise Forbidden(f"the message is for {parsed.domain!r}, not {domain!r}", code="siwe_domain")
+    if int(parsed.chain_id) != settings.CHAIN_ID:
+        raise Forbidden(f"the message is for chain {parsed.chain_id}, this marketplace is on {settings.CHAIN_ID}", code="siwe_chain")
+    used = SiweNonce.objects.filter(nonce=parsed.nonce, used_at__isnull=True, expires_at__gt=timezone.now()).update(
+        used_at=timezone.now()
+    )
+    if used != 1:
+        raise Forbidden("the nonce is unknown, expired or already used: ask for a new one", code="siwe_nonce")
+    try:
+        parsed.verify(signature, domain=domain, nonce=parsed.nonce)
+    except siwe_errors.ExpiredMessage as exc:
+        raise Forbidden("the message has expired: sign a new one", code="siwe_expired") from exc
+    except siwe_errors.NotYetValidMessage as exc:
+        raise Forbidden("the message is not valid yet", code="siwe_not_yet_valid") from exc
+    except siwe_errors.VerificationError as exc:
+        raise Forbidden("the signature does not match the message's address", code="invalid_signature") from exc
     except Exception as exc:
         raise InvalidInput(f"the signature cannot be read: {exc}", code="invalid_signature") from exc
-    if signer != address:
-        raise Forbidden(f"the signature was made by {signer}, not by {address}", code="invalid_signature")
-    existing = Wallet.objects.filter(address=address).first()
-    if existing is not None:
-        if existing.user_id != user.pk:
-            raise Conflict(f"{address} is already linked to another account", code="wallet_taken")
-        return existing
-    try:
-        with transaction.atomic():
-            return Wallet.objects.create(user=user, address=address)
-    except IntegrityError as exc:
-        raise Conflict(f"{address} is already linked to another account", code="wallet_taken") from exc
+    return _wallet_for(to_checksum_address(parsed.address), user)
+
+
+def _wallet_for(address: str, user) -> tuple:
+    User = get_user_model()
+    with transaction.atomic():
+        wallet = Wallet.objects.select_for_update().filter(address=address).first()
+        if wallet is not None:
+            if user is not None and wallet.user_id != user.pk:
+                raise Conflict(f"{address} is already linked to another account", code="wallet_taken")
+            return wallet.user, wallet
+        if user is None:
+            user = User.objects.create(username=address.lower())
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        try:
+            with transaction.atomic():
+                wallet = Wallet.objects.create(user=user, address=address)
+        except IntegrityError as exc:
+            raise Conflict(f"{address} is already linked to another account", code="wallet_taken") from exc
+    return user, wallet
 
 
 def vendor_register(*, user, slug: str, address: str, display_name: str = "") -> Vendor:

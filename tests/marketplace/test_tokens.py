@@ -33,17 +33,3 @@ def test_revoked_and_expired_tokens_are_refused(django_user_model):
     assert expired.value.code == "token_expired"
 
 
-def test_wallet_link_needs_the_wallets_own_signature(django_user_model, make_party):
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    from marketplace.errors import Forbidden
-    from registry.chain import development_keys
-
-    user = django_user_model.objects.create_user("u")
-    owner, other = Account.from_key(development_keys()[6]), Account.from_key(development_keys()[7])
-    message = services.wallet_link_message(user=user, address=owner.address)
-    forged = "0x" + bytes(Account.sign_message(encode_defunct(text=message), other.key).signature).hex()
-    with pytest.raises(Forbidden):
-        services.wallet_link(user=user, address=owner.address, signature=forged)
-    assert not user.wallets.exists()

@@ -1,6 +1,6 @@
 """Create (idempotently) a demo vendor, model and published version, and two buyers.
 
-Everything goes through the same services as real use: wallets are linked by signature, the
+Everything goes through the same services as real use: wallets sign in with Ethereum (SIWE), the
 model and the version are signed by the vendor's key and relayed through the outbox, and the
 licensed buyer pays `purchaseLicense` from its own wallet. Local anvil chain (31337) only: the
 demo wallets are anvil's public development accounts.
@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from eth_account import Account
-from eth_account.messages import encode_defunct
 
 from hallmark import eip712
+from hallmark.siwe import sign_message, siwe_message
 from marketplace import selectors, services
 from marketplace.demo import write_demo_gguf
 from marketplace.models import Model, Vendor, Version
@@ -93,10 +94,14 @@ class Command(BaseCommand):
         if created:
             user.set_unusable_password()
             user.save()
-        address = Account.from_key(key).address
-        message = services.wallet_link_message(user=user, address=address)
-        signature = Account.sign_message(encode_defunct(text=message), key).signature
-        services.wallet_link(user=user, address=address, signature="0x" + bytes(signature).hex())
+        # the wallet signs in with Ethereum (EIP-4361), exactly as a browser wallet or the CLI would
+        domain = urlparse(settings.PUBLIC_BASE_URL).netloc
+        nonce = services.siwe_nonce_create().nonce
+        text = siwe_message(
+            domain=domain, address=Account.from_key(key).address, uri=settings.PUBLIC_BASE_URL,
+            chain_id=settings.CHAIN_ID, nonce=nonce,
+        )
+        services.siwe_sign_in(message=text, signature=sign_message(text, key), domain=domain, user=user)
         return user
 
     def _model(self, vendor: Vendor, vendor_key: str) -> Model:

@@ -1,0 +1,123 @@
+"""Identity API: Sign-In with Ethereum, API tokens, linked wallets (/api/v1/auth/...)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import permissions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import services
+from ..errors import NotFound
+from ..models import ApiToken, Wallet
+
+
+def _domain(request) -> str:
+    return settings.SIWE_DOMAIN or request.get_host()
+
+
+def token_data(token: ApiToken) -> dict:
+    return {
+        "prefix": token.prefix,
+        "name": token.name,
+        "created_at": token.created_at,
+        "expires_at": token.expires_at,
+        "last_used_at": token.last_used_at,
+        "revoked": token.revoked_at is not None,
+    }
+
+
+class NonceView(APIView):
+    """`POST`: a single-use nonce, and what the EIP-4361 message must say."""
+
+    def post(self, request):
+        nonce = services.siwe_nonce_create()
+        return Response(
+            {
+                "nonce": nonce.nonce,
+                "expires_at": nonce.expires_at,
+                "domain": _domain(request),
+                "uri": request.build_absolute_uri("/"),
+                "chain_id": settings.CHAIN_ID,
+                "version": "1",
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class SiweInput(serializers.Serializer):
+    message = serializers.CharField(max_length=4000)
+    signature = serializers.RegexField(r"^0x[0-9a-fA-F]{130}$")
+    token_name = serializers.CharField(max_length=100, required=False, default="sign-in")
+    token_expires_in_days = serializers.IntegerField(min_value=0, max_value=3650, required=False)
+
+
+class SiweView(APIView):
+    """`POST {message, signature}`: verify a signed EIP-4361 message; returns a new API token
+    bound to that wallet's account. Signed in already? The wallet is linked to your account."""
+
+    def post(self, request):
+        data = SiweInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        current = request.user if request.user.is_authenticated else None
+        user, wallet = services.siwe_sign_in(
+            message=values["message"], signature=values["signature"], domain=_domain(request), user=current
+        )
+        days = values.get("token_expires_in_days", settings.API_TOKEN_TTL_DAYS)
+        token, plaintext = services.api_token_create(
+            user=user, name=values["token_name"], expires_at=timezone.now() + timedelta(days=days) if days else None
+        )
+        return Response(
+            {
+                "token": plaintext,
+                **token_data(token),
+                "wallet": wallet.address,
+                "wallets": list(Wallet.objects.filter(user=user).values_list("address", flat=True)),
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class TokenCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, default="")
+    expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+
+
+class TokensView(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get(self, request):
+        tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+        return Response([token_data(t) for t in tokens])
+
+    def post(self, request):
+        data = TokenCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        days = data.validated_data.get("expires_in_days")
+        token, plaintext = services.api_token_create(
+            user=request.user, name=data.validated_data["name"],
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
+        )
+        return Response({"token": plaintext, **token_data(token)}, status=status.HTTP_201_CREATED)
+
+
+class TokenView(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    def delete(self, request, prefix):
+        token = ApiToken.objects.filter(user=request.user, prefix=prefix).first()
+        if token is None:
+            raise NotFound(f"you have no token {prefix}…", code="token_not_found")
+        services.api_token_revoke(token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WalletsView(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get(self, request):
+        return Response([{"address": w.address, "linked_at": w.created_at} for w in Wallet.objects.filter(user=request.user)])
