@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "registry",
     "royalties",
     "marketplace",
@@ -134,6 +135,19 @@ SIWE_DOMAIN = env.str("SIWE_DOMAIN", default="")  # empty: the Host the request 
 SIWE_NONCE_TTL_SECONDS = env.int("SIWE_NONCE_TTL_SECONDS", default=600)
 API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)  # tokens from sign-in; 0 = no expiry
 
+# Downloads: behind nginx, set the internal location that maps to MEDIA_ROOT (e.g. "/_media/")
+DOWNLOAD_X_ACCEL_REDIRECT_PREFIX = env.str("DOWNLOAD_X_ACCEL_REDIRECT_PREFIX", default="")
+DOWNLOAD_RATE_LIMIT = env.str("DOWNLOAD_RATE_LIMIT", default="1200/min")  # per API token (or address)
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="600/min")
+
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -144,11 +158,16 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["marketplace.api.throttles.ApiThrottle"],
+    "URL_FORMAT_OVERRIDE": None,  # `?format=` filters the catalog by file format
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Hallmark API",
     "DESCRIPTION": "Edge model marketplace with an on-chain provenance registry",
     "VERSION": "1",
+    "SWAGGER_UI_DIST": "SIDECAR",  # assets from the drf-spectacular-sidecar package: no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

@@ -83,8 +83,15 @@ class Model(TimeStamped):
     create_transaction = models.ForeignKey(ChainTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    # catalog facts of the latest live version, kept here so search needs no join
+    latest_version_number = models.PositiveIntegerField(null=True, blank=True)
+    architecture = models.CharField(max_length=64, blank=True, db_index=True)
+    quantization = models.CharField(max_length=64, blank=True, db_index=True)
+    file_formats = models.CharField(max_length=64, blank=True, help_text="',gguf,onnx,' for exact matching")
+    parameter_count = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
 
     class Meta:
+        indexes = [models.Index(fields=["status", "listed", "-created_at"], name="model_catalog_recent")]
         constraints = [
             models.UniqueConstraint(fields=["vendor", "slug"], name="model_unique_vendor_slug"),
             models.CheckConstraint(condition=Q(upstream_bps__lte=10_000), name="model_upstream_bps_max"),

@@ -18,6 +18,7 @@ def apply(events: list[ChainEvent]) -> None:
         handler = _APPLY.get(event.name)
         if handler:
             handler(event)
+    _refresh_catalog(events)
 
 
 def rollback(events: list[ChainEvent]) -> None:
@@ -25,6 +26,15 @@ def rollback(events: list[ChainEvent]) -> None:
         handler = _ROLLBACK.get(event.name)
         if handler:
             handler(event)
+    _refresh_catalog(events)
+
+
+def _refresh_catalog(events: list[ChainEvent]) -> None:
+    from .services import model_catalog_refresh
+
+    touched = {e.args["modelId"].lower() for e in events if e.name in ("VersionPublished", "VersionRevoked")}
+    for pk in Model.objects.filter(chain_model_id__in=touched).values_list("pk", flat=True):
+        model_catalog_refresh(model_id=pk)
 
 
 def _model(event: ChainEvent) -> Model | None:

@@ -65,3 +65,66 @@ def artifacts_with_sha256(*, sha256: str) -> list[Artifact]:
         .filter(sha256=sha256, version__status=Version.Status.LIVE)
         .order_by("version__model__vendor__slug", "version__model__slug", "version__number")
     )
+
+
+ORDERINGS = {
+    "newest": "-created_at",
+    "oldest": "created_at",
+    "price": "price_wei",
+    "-price": "-price_wei",
+    "name": "slug",
+    "parameters": "parameter_count",
+    "-parameters": "-parameter_count",
+}
+
+
+def model_search(
+    *,
+    q: str = "",
+    vendor: str = "",
+    file_format: str = "",
+    quantization: str = "",
+    architecture: str = "",
+    min_parameters: int | None = None,
+    max_parameters: int | None = None,
+    license_kind: str = "",
+    min_price_wei: int | None = None,
+    max_price_wei: int | None = None,
+    ordering: str = "newest",
+) -> QuerySet[Model]:
+    """The public catalog, filtered: live listed models with at least one live version."""
+    from django.db.models import Q
+
+    qs = model_list_public().filter(latest_version_number__isnull=False)
+    if q:
+        qs = qs.filter(Q(slug__icontains=q) | Q(name__icontains=q) | Q(description__icontains=q) | Q(vendor__slug__icontains=q))
+    if vendor:
+        qs = qs.filter(vendor__slug=vendor)
+    if file_format:
+        qs = qs.filter(file_formats__contains=f",{file_format.lower()},")
+    if quantization:
+        qs = qs.filter(quantization__iexact=quantization)
+    if architecture:
+        qs = qs.filter(architecture__iexact=architecture)
+    if min_parameters is not None:
+        qs = qs.filter(parameter_count__gte=min_parameters)
+    if max_parameters is not None:
+        qs = qs.filter(parameter_count__lte=max_parameters)
+    if license_kind == "perpetual":
+        qs = qs.filter(license_duration=0)
+    elif license_kind == "timed":
+        qs = qs.filter(license_duration__gt=0)
+    if min_price_wei is not None:
+        qs = qs.filter(price_wei__gte=min_price_wei)
+    if max_price_wei is not None:
+        qs = qs.filter(price_wei__lte=max_price_wei)
+    return qs.order_by(ORDERINGS.get(ordering, "-created_at"), "pk")
+
+
+def model_lineage(*, model: Model) -> list[Model]:
+    """The model's ancestors, parent first (at most 8, as the contract bounds it)."""
+    chain, current = [], model
+    while current.parent_id and len(chain) < 9:
+        current = Model.objects.select_related("vendor", "parent").get(pk=current.parent_id)
+        chain.append(current)
+    return chain

@@ -13,6 +13,7 @@ from registry import chain
 from registry.chain import ChainUnavailable, chain_errors
 
 from .models import License
+from .rules import LineageNode, royalty_split
 
 PERPETUAL = 2**64 - 1
 
@@ -87,3 +88,114 @@ def _check_on_chain(model_id: str, wallets: list[str], now: datetime) -> License
                 )
                 return LicenseDecision(True, wallet, row.expires_at, row.perpetual, "chain")
     return LicenseDecision(False)
+
+
+# ------------------------------------------------------------------------------- purchases
+
+
+class PurchaseNotFound(Exception):
+    code = "purchase_pending"
+
+
+class PurchaseFailed(Exception):
+    code = "purchase_reverted"
+
+
+def lineage_on_chain(*, model_id: str) -> list[LineageNode]:
+    """The model and its ancestors as the contract has them (vendor, upstream share)."""
+    contract = chain.registry_contract()
+    nodes: list[LineageNode] = []
+    current = bytes.fromhex(model_id[2:])
+    with chain_errors():
+        for _ in range(10):
+            vendor, _latest, bps, _depth, _listed, _price, _duration, parent = contract.functions.models(current).call()
+            if int(vendor, 16) == 0:
+                break
+            nodes.append(LineageNode("0x" + current.hex(), vendor, int(bps)))
+            if bytes(parent) == b"\x00" * 32:
+                break
+            current = bytes(parent)
+    return nodes
+
+
+def royalty_preview(*, model_id: str, price_wei: int | None = None) -> dict:
+    """Who would get what from one purchase now: the contract's rule over its live lineage and fee."""
+    contract = chain.registry_contract()
+    with chain_errors():
+        fee_bps = contract.functions.platformFeeBps().call()
+        recipient = contract.functions.platformFeeRecipient().call()
+        model = contract.functions.models(bytes.fromhex(model_id[2:])).call()
+    price = int(model[5]) if price_wei is None else int(price_wei)
+    lineage = lineage_on_chain(model_id=model_id)
+    credits = royalty_split(price_wei=price, platform_fee_bps=fee_bps, platform_recipient=recipient, lineage=lineage)
+    return {
+        "price_wei": price,
+        "platform_fee_bps": fee_bps,
+        "credits": [
+            {"payee": c.payee, "model_id": c.model_id, "role": c.role, "amount_wei": c.amount_wei} for c in credits
+        ],
+    }
+
+
+def purchase_transaction(*, model_id: str, licensee: str, max_price_wei: int | None = None) -> dict:
+    """The unsigned `purchaseLicense` call for the buyer's wallet to sign and send."""
+    contract = chain.registry_contract()
+    raw = bytes.fromhex(model_id[2:])
+    licensee = to_checksum_address(licensee)
+    with chain_errors():
+        model = contract.functions.models(raw).call()
+        current = contract.functions.licenseExpiry(raw, licensee).call()
+        now = chain.web3().eth.get_block("latest")["timestamp"]
+    vendor, _latest, _bps, _depth, listed, price, duration, _parent = model
+    if int(vendor, 16) == 0:
+        raise LookupError("no such model on chain")
+    max_price = int(price) if max_price_wei is None else int(max_price_wei)
+    if duration == 0:
+        expires = PERPETUAL
+    else:
+        expires = max(int(current), int(now)) + int(duration)
+    return {
+        "to": contract.address,
+        "data": contract.encode_abi("purchaseLicense", args=[raw, licensee, max_price]),
+        "value": int(price),
+        "chain_id": int(chain.web3().eth.chain_id),
+        "price_wei": int(price),
+        "max_price_wei": max_price,
+        "listed": bool(listed),
+        "licensee": licensee,
+        "current_expiry": int(current) or None,
+        "expires_at_if_mined_now": expires,
+        "already_perpetual": int(current) == PERPETUAL,
+    }
+
+
+def purchase_confirm(*, tx_hash: str) -> list[License]:
+    """Read a purchase's receipt; mirror the licences it granted. PurchaseNotFound while it is
+    not mined yet, PurchaseFailed when it reverted."""
+    from web3.exceptions import TransactionNotFound
+
+    w3 = chain.web3()
+    contract = chain.registry_contract()
+    with chain_errors():
+        try:
+            receipt = w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound as exc:
+            raise PurchaseNotFound(f"{tx_hash} is not mined yet") from exc
+    if receipt["status"] != 1:
+        raise PurchaseFailed(f"{tx_hash} reverted: no licence was bought and the payment was not taken")
+    from web3.logs import DISCARD
+
+    licences = []
+    for event in contract.events.LicensePurchased().process_receipt(receipt, errors=DISCARD):
+        if to_checksum_address(event["address"]) != contract.address:
+            continue
+        args = event["args"]
+        row = license_record(
+            model_id="0x" + bytes(args["modelId"]).hex(), licensee=args["licensee"], expiry=int(args["expiresAt"]),
+            block=receipt["blockNumber"], source=License.Source.EVENT,
+        )
+        if row is not None:
+            licences.append(row)
+    if not licences:
+        raise PurchaseFailed(f"{tx_hash} is not a purchase on this marketplace's registry")
+    return licences

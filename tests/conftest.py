@@ -134,6 +134,9 @@ def chain(anvil):
 def _media_root(tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()
+    # the suite makes many requests from one address; the rate-limit test lowers these itself
+    settings.API_RATE_LIMIT = "1000000/min"
+    settings.DOWNLOAD_RATE_LIMIT = "1000000/min"
     yield
 
 

@@ -45,6 +45,9 @@ def exception_handler(exc, context):
         code, message = "error", str(detail)
     if isinstance(exc, exceptions.NotAuthenticated):
         code = "not_authenticated"
+    if isinstance(exc, exceptions.Throttled):
+        code = "rate_limited"
+        message = f"too many requests for this token; retry in {exc.wait:.0f} s" if exc.wait else "too many requests"
     response.data = {"code": code, "message": message}
     if isinstance(exc, exceptions.ValidationError):
         response.data["fields"] = detail

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterator
 
+from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 
 from ..models import Artifact
 
@@ -73,6 +74,19 @@ def file_response(
     if method == "HEAD":
         response = HttpResponse(status=206 if byte_range else 200, content_type="application/octet-stream")
         on_done(0, start if byte_range else None)
+    elif settings.DOWNLOAD_X_ACCEL_REDIRECT_PREFIX:
+        # behind nginx: it serves the bytes (sendfile, Range) from its internal location
+        response = HttpResponse(status=200, content_type="application/octet-stream")
+        response["X-Accel-Redirect"] = settings.DOWNLOAD_X_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + artifact.storage_name
+        on_done(0, start if byte_range else None)
+        for key, value in headers.items():
+            response[key] = value
+        return response
+    elif not byte_range and hasattr(default_storage, "path"):
+        # a whole file: FileResponse lets the WSGI server use sendfile (no copy through Python)
+        response = _SentFileResponse(open(default_storage.path(artifact.storage_name), "rb"), on_close=lambda: on_done(length, None))
+        response.status_code = 200
+        response["Content-Type"] = "application/octet-stream"
     else:
         response = StreamingHttpResponse(
             _stream(artifact.storage_name, start, length, lambda sent: on_done(sent, start if byte_range else None)),
@@ -101,3 +115,20 @@ def _stream(storage_name: str, start: int, length: int, done: Callable[[int], No
                 yield block
     finally:
         done(sent)
+
+
+class _SentFileResponse(FileResponse):
+    """A FileResponse that reports when the server is done with it (bytes handed to sendfile)."""
+
+    def __init__(self, *args, on_close: Callable[[], None], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._on_close = on_close
+
+    def close(self):
+        # report first: Django's close() ends the request and closes its database connections
+        callback, self._on_close = self._on_close, None
+        try:
+            if callback:
+                callback()
+        finally:
+            super().close()

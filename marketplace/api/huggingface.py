@@ -17,6 +17,7 @@ from ..errors import MarketplaceError
 from ..models import Download, Version
 from .errors import error_response
 from .files import file_response
+from .throttles import DownloadThrottle
 
 POINTER_SIZE = 134  # size of a git-lfs pointer file; clients only display it
 
@@ -101,6 +102,8 @@ class ModelTreeView(APIView):
 
 class ResolveView(APIView):
     """`HEAD`/`GET /{repo}/resolve/{rev}/{path}`: a licensed file, streamed (Range aware)."""
+
+    throttle_classes = [DownloadThrottle]
 
     def head(self, request, vendor, model, revision, path):
         return self._serve(request, vendor, model, revision, path)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from rest_framework import permissions, serializers, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry import chain
 
 from .. import selectors, services
-from ..errors import InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Artifact, Model, Version
 
 
@@ -237,14 +238,78 @@ class VendorVersionSignatureView(APIView):
 # ----------------------------------------------------------------------------- public catalog
 
 
+class CatalogQuery(serializers.Serializer):
+    q = serializers.CharField(required=False, default="", max_length=200)
+    vendor = serializers.CharField(required=False, default="", max_length=64)
+    format = serializers.ChoiceField(choices=["gguf", "safetensors", "onnx"], required=False, default="")
+    quantization = serializers.CharField(required=False, default="", max_length=64)
+    architecture = serializers.CharField(required=False, default="", max_length=64)
+    min_parameters = serializers.IntegerField(required=False, min_value=0)
+    max_parameters = serializers.IntegerField(required=False, min_value=0)
+    license = serializers.ChoiceField(choices=["perpetual", "timed"], required=False, default="")
+    min_price_wei = serializers.RegexField(r"^[0-9]{1,78}$", required=False)
+    max_price_wei = serializers.RegexField(r"^[0-9]{1,78}$", required=False)
+    ordering = serializers.ChoiceField(choices=list(selectors.ORDERINGS), required=False, default="newest")
+
+
+class CatalogPagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+def catalog_entry(model: Model) -> dict:
+    return {
+        "repo_id": model.repo_id,
+        "vendor": model.vendor.slug,
+        "name": model.name,
+        "description": model.description,
+        "model_id": model.chain_model_id,
+        "latest_version": model.latest_version_number,
+        "architecture": model.architecture or None,
+        "quantization": model.quantization or None,
+        "formats": [f for f in model.file_formats.split(",") if f],
+        "parameter_count": model.parameter_count,
+        "terms": terms_data(model),
+        "created_at": model.created_at,
+    }
+
+
 class ModelListView(APIView):
+    """`GET /api/v1/models`: search and filter the catalog (all filters optional, combined)."""
+
     def get(self, request):
-        return Response([model_data(m) for m in selectors.model_list_public()[:100]])
+        query = CatalogQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        v = query.validated_data
+        results = selectors.model_search(
+            q=v["q"], vendor=v["vendor"], file_format=v["format"], quantization=v["quantization"],
+            architecture=v["architecture"], min_parameters=v.get("min_parameters"), max_parameters=v.get("max_parameters"),
+            license_kind=v["license"],
+            min_price_wei=int(v["min_price_wei"]) if v.get("min_price_wei") else None,
+            max_price_wei=int(v["max_price_wei"]) if v.get("max_price_wei") else None,
+            ordering=v["ordering"],
+        )
+        paginator = CatalogPagination()
+        page = paginator.paginate_queryset(results, request, view=self)
+        return paginator.get_paginated_response([catalog_entry(m) for m in page])
 
 
 class ModelDetailView(APIView):
+    """`GET /api/v1/models/<vendor>/<model>`: versions, files, manifests, on-chain ids, lineage, terms."""
+
     def get(self, request, vendor, model):
-        return Response(model_data(selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)))
+        found = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+        data = model_data(found)
+        data.update({k: v for k, v in catalog_entry(found).items() if k not in data})
+        for version, entry in zip(selectors.live_versions(model=found).order_by("-created_at"), data["versions"]):
+            entry["manifest"] = version.manifest
+            entry["revoked"] = version.revoked
+        data["lineage"] = [
+            {"repo_id": m.repo_id, "model_id": m.chain_model_id, "upstream_bps": m.upstream_bps, "vendor_address": m.vendor.address}
+            for m in selectors.model_lineage(model=found)
+        ]
+        return Response(data)
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -295,5 +360,112 @@ class Eip712TypesView(APIView):
             {
                 "types": {"EIP712Domain": eip712.EIP712_DOMAIN, **eip712.TYPES},
                 "domain": eip712.domain(settings.CHAIN_ID, chain.registry_address()),
+            }
+        )
+
+
+# ----------------------------------------------------------------------------- purchases
+
+
+class PurchaseQuery(serializers.Serializer):
+    licensee = serializers.RegexField(r"^0x[0-9a-fA-F]{40}$", required=False)
+    max_price_wei = serializers.RegexField(r"^[0-9]{1,78}$", required=False)
+
+
+def _wei(value: int) -> str:
+    return str(int(value))
+
+
+class PurchaseTransactionView(APIView):
+    """`GET /api/v1/models/<vendor>/<model>/purchase?licensee=0x…`: the unsigned `purchaseLicense`
+    transaction for the buyer's wallet (to, data, value, chain id), the royalty split, the expiry.
+    The API never holds a buyer's key. Without `licensee`, your first linked wallet."""
+
+    def get(self, request, vendor, model):
+        from royalties.services import purchase_transaction, royalty_preview
+
+        query = PurchaseQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+        licensee = query.validated_data.get("licensee")
+        if not licensee and request.user.is_authenticated:
+            licensee = request.user.wallets.order_by("created_at").values_list("address", flat=True).first()
+        if not licensee:
+            raise InvalidInput("say which wallet gets the licence: ?licensee=0x…", code="licensee_required")
+        max_price = query.validated_data.get("max_price_wei")
+        tx = purchase_transaction(model_id=found.chain_model_id, licensee=licensee, max_price_wei=int(max_price) if max_price else None)
+        if not tx["listed"]:
+            raise Conflict(f"{found.repo_id} is not for sale right now", code="not_listed")
+        if tx["already_perpetual"]:
+            raise Conflict(f"{tx['licensee']} already holds a perpetual licence for {found.repo_id}", code="already_licensed")
+        preview = royalty_preview(model_id=found.chain_model_id)
+        return Response(
+            {
+                "repo_id": found.repo_id,
+                "model_id": found.chain_model_id,
+                "licensee": tx["licensee"],
+                "transaction": {"to": tx["to"], "data": tx["data"], "value": hex(tx["value"]), "chainId": tx["chain_id"]},
+                "price_wei": _wei(tx["price_wei"]),
+                "max_price_wei": _wei(tx["max_price_wei"]),
+                "expires_at": None if tx["expires_at_if_mined_now"] >= 2**64 - 1 else tx["expires_at_if_mined_now"],
+                "perpetual": tx["expires_at_if_mined_now"] >= 2**64 - 1,
+                "royalties": [{**c, "amount_wei": _wei(c["amount_wei"])} for c in preview["credits"]],
+            }
+        )
+
+
+class PurchaseConfirmInput(serializers.Serializer):
+    tx_hash = serializers.RegexField(r"^0x[0-9a-fA-F]{64}$")
+
+
+class PurchaseConfirmView(APIView):
+    """`POST /api/v1/purchases {tx_hash}`: once the purchase is mined, the licence it granted
+    (202 while pending; 422 if it reverted)."""
+
+    def post(self, request):
+        from royalties.services import PurchaseFailed, PurchaseNotFound, purchase_confirm
+
+        data = PurchaseConfirmInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            licences = purchase_confirm(tx_hash=data.validated_data["tx_hash"])
+        except PurchaseNotFound as exc:
+            return Response({"status": "pending", "message": str(exc)}, status=status.HTTP_202_ACCEPTED)
+        except PurchaseFailed as exc:
+            raise InvalidInput(str(exc), code=exc.code, status=422) from exc
+        return Response(
+            {
+                "status": "confirmed",
+                "licenses": [
+                    {
+                        "model_id": row.model_id,
+                        "licensee": row.licensee,
+                        "perpetual": row.perpetual,
+                        "expires_at": row.expires_at,
+                        "block": row.observed_block,
+                    }
+                    for row in licences
+                ],
+            }
+        )
+
+
+class RoyaltyPreviewView(APIView):
+    """`GET /api/v1/models/<vendor>/<model>/royalties?price_wei=`: who would get what from one sale."""
+
+    def get(self, request, vendor, model):
+        from royalties.services import royalty_preview
+
+        found = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+        raw = request.query_params.get("price_wei")
+        if raw is not None and not raw.isdigit():
+            raise InvalidInput("price_wei is a whole number of wei", code="invalid_price")
+        preview = royalty_preview(model_id=found.chain_model_id, price_wei=int(raw) if raw else None)
+        return Response(
+            {
+                "repo_id": found.repo_id,
+                "price_wei": _wei(preview["price_wei"]),
+                "platform_fee_bps": preview["platform_fee_bps"],
+                "credits": [{**c, "amount_wei": _wei(c["amount_wei"])} for c in preview["credits"]],
             }
         )

@@ -8,7 +8,7 @@ from .accounts import (
     siwe_sign_in,
     vendor_register,
 )
-from .catalog import model_anchor, model_create, model_submit_signature
+from .catalog import model_anchor, model_catalog_refresh, model_create, model_submit_signature
 from .downloads import download_authorize, download_record
 from .recovery import pending_chain_resume
 from .uploads import upload_append, upload_create, upload_get, upload_terminate, uploads_expire
@@ -22,6 +22,7 @@ from .versions import (
 )
 
 __all__ = [
+    "model_catalog_refresh",
     "pending_chain_resume",
     "upload_append",
     "upload_create",

@@ -144,3 +144,23 @@ def model_anchor(*, model_id: int) -> Model:
         raise
     Model.objects.filter(pk=model.pk).update(status=Model.Status.LIVE, error_code="", error_message="")
     return Model.objects.get(pk=model.pk)
+
+
+def model_catalog_refresh(*, model_id: int) -> None:
+    """Copy the latest live, unrevoked version's facts onto the model, for search."""
+    from ..models import Version
+
+    latest = (
+        Version.objects.filter(model_id=model_id, status=Version.Status.LIVE, revoked=False)
+        .order_by("-number")
+        .first()
+    )
+    meta = (latest.metadata or {}) if latest else {}
+    formats = meta.get("formats") or []
+    Model.objects.filter(pk=model_id).update(
+        latest_version_number=latest.number if latest else None,
+        architecture=(meta.get("architecture") or "")[:64],
+        quantization=(meta.get("quantization") or "")[:64],
+        file_formats=("," + ",".join(formats) + ",") if formats else "",
+        parameter_count=meta.get("parameter_count"),
+    )

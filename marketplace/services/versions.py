@@ -31,6 +31,7 @@ from registry.services import TransactionFailed, transaction_enqueue, transactio
 
 from ..errors import Conflict, InvalidInput
 from ..models import Artifact, Model, Version
+from .catalog import model_catalog_refresh
 
 COPY_BLOCK = 4 * 1024 * 1024
 
@@ -270,6 +271,7 @@ def version_anchor(*, version_id: int) -> Version:
     Version.objects.filter(pk=version.pk).update(
         status=Version.Status.LIVE, published_block=tx.block_number, error_code="", error_message=""
     )
+    model_catalog_refresh(model_id=version.model_id)
     return Version.objects.get(pk=version.pk)
 
 
