@@ -42,3 +42,18 @@ check-artifact: node_modules/.installed
 ## clean-data: forget the local chain, database and files of `make run`
 clean-data:
 	rm -rf .data deployments/31337.json
+
+.PHONY: bench bench-deps
+
+## bench-deps: what the benchmarks need from Debian: nginx (its DAV module serves the upload anchor), curl, openssl
+bench-deps:
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends nginx curl openssl
+	@nginx -V 2>&1 | grep -q -- --with-http_dav_module || { echo "this nginx has no DAV module (dav_methods PUT)"; exit 1; }
+
+## bench: every benchmark in bench/ (docs/benchmarks.md says what each measures)
+bench: install
+	$(PY) bench/gas.py
+	$(PY) bench/hashing.py
+	$(PY) bench/upload.py
+	$(PY) bench/indexer.py
