@@ -35,6 +35,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _stack import load_note  # noqa: E402
+
 GiB = 1024**3
 MiB = 1024**2
 WRITE_BLOCK = 8 * MiB
@@ -120,6 +124,7 @@ def main() -> int:
     part = size // args.files // MiB * MiB
     if size <= 0 or part <= 0:
         parser.error("--size-gib is too small for --files")
+    note = load_note()
     openssl = shutil.which("openssl")
     if openssl is None:
         print("openssl is not installed (`make bench-deps`)", file=sys.stderr)
@@ -154,7 +159,7 @@ def main() -> int:
     par_peak_mb = parallel["peak_kb"] / 1024
     speedup = serial["seconds"] / parallel["seconds"]
 
-    print(f"{cpu_note()}; best of {args.repeat} runs each, files warm in the page cache\n")
+    print(f"{cpu_note()}; {note}; best of {args.repeat} runs each, files warm in the page cache\n")
     print(f"| measurement ({size / GiB:.2f} GiB file) | seconds | GB/s | × openssl |")
     print("|---|---:|---:|---:|")
     print(f"| openssl dgst -sha256 (anchor) | {ssl_seconds:.2f} | {ssl_rate:.2f} | 1.00 |")
