@@ -111,6 +111,7 @@ CELERY_BEAT_SCHEDULE = {
     "index-chain": {"task": "registry.index_chain", "schedule": env.float("INDEXER_INTERVAL", default=5.0)},
     "resume-pending-chain": {"task": "marketplace.resume_pending_chain", "schedule": 60.0},
     "expire-uploads": {"task": "marketplace.expire_uploads", "schedule": 3600.0},
+    "reconcile-royalties": {"task": "royalties.reconcile", "schedule": env.float("RECONCILE_INTERVAL", default=300.0)},
 }
 
 # --- chain ---------------------------------------------------------------------------------

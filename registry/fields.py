@@ -8,8 +8,8 @@ from django.db import models
 
 
 def _uint256(value):
-    if value is not None and not 0 <= int(value) < 2**256:
-        raise ValidationError("wei amounts are between 0 and 2^256-1", code="wei_range")
+    if value is not None and not -(2**256) < int(value) < 2**256:
+        raise ValidationError("wei amounts are within ±(2^256-1)", code="wei_range")
 
 
 class WeiField(models.DecimalField):

@@ -18,6 +18,7 @@ import functools
 import importlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from django.conf import settings
@@ -116,13 +117,16 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
         end_hash = bytes(w3.eth.get_block(end)["hash"])
         logs = w3.eth.get_logs({"address": address, "fromBlock": start, "toBlock": end})
         hashes = {end: end_hash}
+        times: dict[int, datetime] = {}
         for log in logs:
             hashes.setdefault(log["blockNumber"], None)
         for number in hashes:
-            canonical = bytes(w3.eth.get_block(number)["hash"])
+            block = w3.eth.get_block(number)
+            canonical = bytes(block["hash"])
             if hashes[number] is not None and hashes[number] != canonical:
                 raise ReorgDuringRead()
             hashes[number] = canonical
+            times[number] = datetime.fromtimestamp(block["timestamp"], tz=timezone.utc)
     for log in logs:
         if bytes(log["blockHash"]) != hashes[log["blockNumber"]]:
             raise ReorgDuringRead()
@@ -139,6 +143,7 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
                 contract=address,
                 block_number=log["blockNumber"],
                 block_hash="0x" + bytes(log["blockHash"]).hex(),
+                block_timestamp=times[log["blockNumber"]],
                 tx_hash="0x" + bytes(log["transactionHash"]).hex(),
                 log_index=log["logIndex"],
                 name=name,

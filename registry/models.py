@@ -99,6 +99,7 @@ class ChainEvent(TimeStamped):
     contract = models.CharField(max_length=42)
     block_number = models.BigIntegerField(db_index=True)
     block_hash = models.CharField(max_length=66)
+    block_timestamp = models.DateTimeField(null=True, blank=True)
     tx_hash = models.CharField(max_length=66)
     log_index = models.PositiveIntegerField()
     name = models.CharField(max_length=64, db_index=True)

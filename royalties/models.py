@@ -2,6 +2,7 @@
 
 from django.db import models
 
+from registry.fields import WeiField
 from registry.models import TimeStamped
 
 
@@ -35,3 +36,87 @@ class License(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.licensee} on {self.model_id[:10]}… until {'forever' if self.perpetual else self.expires_at}"
+
+
+class LedgerEntry(TimeStamped):
+    """One money movement seen on chain, as a balanced set of lines (they sum to zero).
+
+    Written only by the indexer's projection from registry events, so the whole ledger can be
+    dropped and rebuilt from the chain (`manage.py rebuild_ledger`) with the same result.
+    Accounts: `wallet:<address>` (money outside the contract) and `credit:<address>` (credited in
+    the contract, withdrawable: its balance is `creditOf`).
+    """
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase", "licence purchase"
+        WITHDRAWAL = "withdrawal", "withdrawal"
+        TERMS = "terms", "terms changed (no money moves)"
+        PLATFORM_FEE = "platform_fee", "platform fee changed (no money moves)"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    tx_hash = models.CharField(max_length=66)
+    log_index = models.PositiveIntegerField(help_text="the log index of the event that opens the entry")
+    block_number = models.BigIntegerField()
+    occurred_at = models.DateTimeField(db_index=True)
+    model_id = models.CharField(max_length=66, blank=True, db_index=True)
+    licensee = models.CharField(max_length=42, blank=True, db_index=True)
+    payer = models.CharField(max_length=42, blank=True)
+    price_wei = WeiField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    perpetual = models.BooleanField(default=False)
+    memo = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tx_hash", "log_index"], name="ledgerentry_unique_event")]
+        indexes = [models.Index(fields=["licensee", "-occurred_at"], name="ledgerentry_licensee_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.tx_hash[:10]}…:{self.log_index}"
+
+
+class LedgerLine(models.Model):
+    """One side of an entry: a signed amount of wei on an account."""
+
+    class Role(models.TextChoices):
+        PAYER = "payer", "payment out of the payer's wallet"
+        VENDOR = "vendor", "the bought model's vendor"
+        UPSTREAM = "upstream", "an ancestor model's vendor"
+        PLATFORM = "platform", "platform fee"
+        OVERPAYMENT = "overpayment", "overpayment credited back to the payer"
+        WITHDRAWN = "withdrawn", "credit withdrawn"
+        RECEIVED = "received", "withdrawal received in the wallet"
+
+    entry = models.ForeignKey(LedgerEntry, on_delete=models.CASCADE, related_name="lines")
+    account = models.CharField(max_length=50, help_text="wallet:<address> or credit:<address>")
+    address = models.CharField(max_length=42)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    model_id = models.CharField(max_length=66, blank=True, help_text="the model whose position earned it")
+    amount_wei = WeiField(help_text="positive: into the account; negative: out of it")
+    occurred_at = models.DateTimeField()
+    log_index = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["address", "occurred_at"], name="ledgerline_address_time"),
+            models.Index(fields=["account", "occurred_at"], name="ledgerline_account_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.amount_wei:+d}"
+
+
+class ReconciliationAlert(TimeStamped):
+    """A payee whose ledger balance differs from `creditOf` on chain at the same block."""
+
+    payee = models.CharField(max_length=42, db_index=True)
+    block_number = models.BigIntegerField()
+    ledger_balance_wei = WeiField()
+    chain_balance_wei = WeiField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def drift_wei(self) -> int:
+        return int(self.chain_balance_wei) - int(self.ledger_balance_wei)
+
+    def __str__(self) -> str:
+        return f"{self.payee} drift {self.drift_wei} at block {self.block_number}"

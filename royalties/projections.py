@@ -1,14 +1,16 @@
-"""Indexer projection: the license mirror follows `LicensePurchased` events (and their rollback)."""
+"""Indexer projection: the royalty ledger and the license mirror follow registry events (and their rollback)."""
 
 from __future__ import annotations
 
 from registry.models import ChainEvent
 
+from .ledger import ledger_apply, ledger_rollback
 from .models import License
 from .services import license_record
 
 
 def apply(events: list[ChainEvent]) -> None:
+    ledger_apply(events)
     for event in events:
         if event.name == "LicensePurchased":
             license_record(
@@ -21,7 +23,9 @@ def apply(events: list[ChainEvent]) -> None:
 
 
 def rollback(events: list[ChainEvent]) -> None:
-    """Recompute each touched licence from the purchases that remain on the canonical chain."""
+    """Drop the ledger entries of removed events; recompute each touched licence from the
+    purchases that remain on the canonical chain."""
+    ledger_rollback(events)
     touched = {(e.args["modelId"], e.args["licensee"]) for e in events if e.name == "LicensePurchased"}
     for model_id, licensee in touched:
         latest = (

@@ -254,3 +254,48 @@ def purchase(anvil: Anvil, model_id: str, buyer_key: str, *, value: int | None =
     return receipt
 
 
+
+
+# ------------------------------------------------------------------------ published models
+
+
+@pytest.fixture
+def vendor(chain, make_party):
+    return make_party("vendor", chain.keys[1], vendor_slug="acme")
+
+
+@pytest.fixture
+def live_version(chain, vendor, gguf_file):
+    """acme/tiny v1: one real GGUF file, published through the services, relayed synchronously."""
+    from marketplace.models import Version
+
+    version = publish(vendor, "tiny", {"model.gguf": gguf_file.read_bytes()}, price=10**15)
+    assert version.status == Version.Status.LIVE
+    return version
+
+
+def _services():
+    from marketplace import services
+
+    return services
+
+
+def publish(party, slug, files, *, price=10**15, duration=0, parent=None, bps=0, description=""):
+    """Create, sign, relay, upload, hash, sign and relay a model version through the services."""
+    import io
+
+    from hallmark import eip712
+
+    services = _services()
+    model = services.model_create(
+        vendor=party.vendor, slug=slug, price_wei=price, license_duration=duration, parent=parent, upstream_bps=bps, description=description
+    )
+    services.model_submit_signature(model=model, signature=eip712.sign_typed_data(model.typed_data, party.key))
+    model = services.model_anchor(model_id=model.pk)
+    version = services.version_create(model=model)
+    for name, data in files.items():
+        services.artifact_upload(version=version, path=name, stream=io.BytesIO(data))
+    services.version_finalize(version=version)
+    version = services.version_hash_and_inspect(version_id=version.pk)
+    services.version_submit_signature(version=version, signature=eip712.sign_typed_data(version.typed_data, party.key))
+    return services.version_anchor(version_id=version.pk)

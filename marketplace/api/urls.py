@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import auth, tus, views
+from . import auth, royalties, tus, views
 
 urlpatterns = [
     path("auth/nonce", auth.NonceView.as_view(), name="api-auth-nonce"),
@@ -15,6 +15,8 @@ urlpatterns = [
     path("models/<str:vendor>/<str:model>/purchase", views.PurchaseTransactionView.as_view(), name="api-model-purchase"),
     path("models/<str:vendor>/<str:model>/royalties", views.RoyaltyPreviewView.as_view(), name="api-model-royalties"),
     path("purchases", views.PurchaseConfirmView.as_view(), name="api-purchases"),
+    path("royalties/statement", royalties.StatementView.as_view(), name="api-royalties-statement"),
+    path("royalties/licenses", royalties.LicensesView.as_view(), name="api-royalties-licenses"),
     path("provenance/sha256/<str:sha256>", views.ProvenanceByHashView.as_view(), name="api-provenance-sha256"),
     path("eip712", views.Eip712TypesView.as_view(), name="api-eip712"),
     path("vendor/models", views.VendorModelsView.as_view(), name="api-vendor-models"),

@@ -20,7 +20,6 @@ from tusclient.uploader import Uploader
 from marketplace import services
 from marketplace.models import Artifact
 from tests.conftest import free_port, wait_for
-from tests.marketplace.test_api_errors import live_version, vendor  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +58,7 @@ def kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def test_upload_resumes_after_the_server_is_killed_mid_chunk(live_version, vendor, settings, tmp_path):  # noqa: F811
+def test_upload_resumes_after_the_server_is_killed_mid_chunk(live_version, vendor, settings, tmp_path):
     draft = services.version_create(model=live_version.model)
     data = os.urandom(4 * CHUNK + 1000)
     source = tmp_path / "big.gguf"

@@ -23,28 +23,6 @@ def client_for(token=None):
     return client
 
 
-@pytest.fixture
-def vendor(chain, make_party):
-    return make_party("vendor", chain.keys[1], vendor_slug="acme")
-
-
-@pytest.fixture
-def live_version(chain, vendor, gguf_file):
-    """A model and version published through the services, relayed synchronously."""
-    model = services.model_create(vendor=vendor.vendor, slug="tiny", price_wei=10**15, license_duration=0)
-    services.model_submit_signature(model=model, signature=eip712.sign_typed_data(model.typed_data, vendor.key))
-    model = services.model_anchor(model_id=model.pk)
-    version = services.version_create(model=model)
-    with open(gguf_file, "rb") as fh:
-        services.artifact_upload(version=version, path="model.gguf", stream=fh)
-    services.version_finalize(version=version)
-    version = services.version_hash_and_inspect(version_id=version.pk)
-    services.version_submit_signature(version=version, signature=eip712.sign_typed_data(version.typed_data, vendor.key))
-    version = services.version_anchor(version_id=version.pk)
-    assert version.status == Version.Status.LIVE
-    return version
-
-
 def test_model_signature_from_another_key_is_refused_and_nothing_is_queued(chain, vendor):
     response = client_for(vendor.token).post("/api/v1/vendor/models", {"slug": "tiny", "price_wei": "1000"}, format="json")
     assert response.status_code == 201

@@ -1,40 +1,21 @@
 """The buyer's REST API: catalog search, model detail, the purchase helper and its confirmation,
 rate limits, and nginx offload."""
 
-import io
 
 import pytest
 from eth_account import Account
 from rest_framework.test import APIClient
 
-from hallmark import eip712
-from marketplace import services
 from marketplace.models import Download
 from registry import chain as chain_mod
-from tests.conftest import purchase
-from tests.marketplace.test_api_errors import live_version, vendor  # noqa: F401 - fixtures
+from tests.conftest import publish, purchase
 from tests.registry.test_inspection import onnx_model
 
 pytestmark = pytest.mark.django_db
 
 
-def publish(vendor, slug, files, *, price=10**15, duration=0, parent=None, bps=0, description=""):  # noqa: F811
-    model = services.model_create(
-        vendor=vendor.vendor, slug=slug, price_wei=price, license_duration=duration, parent=parent, upstream_bps=bps, description=description
-    )
-    services.model_submit_signature(model=model, signature=eip712.sign_typed_data(model.typed_data, vendor.key))
-    model = services.model_anchor(model_id=model.pk)
-    version = services.version_create(model=model)
-    for name, data in files.items():
-        services.artifact_upload(version=version, path=name, stream=io.BytesIO(data))
-    services.version_finalize(version=version)
-    version = services.version_hash_and_inspect(version_id=version.pk)
-    services.version_submit_signature(version=version, signature=eip712.sign_typed_data(version.typed_data, vendor.key))
-    return services.version_anchor(version_id=version.pk)
-
-
 @pytest.fixture
-def catalog(chain, vendor, live_version, gguf_file, tmp_path):  # noqa: F811
+def catalog(chain, vendor, live_version, gguf_file, tmp_path):
     onnx = open(onnx_model(tmp_path / "q.onnx", quantized=True), "rb").read()
     vision = publish(vendor, "vision-int8", {"model.onnx": onnx}, price=5 * 10**16, duration=3600, description="int8 vision model")
     derived = publish(vendor, "tiny-chat", {"chat.gguf": gguf_file.read_bytes()}, price=2 * 10**15, parent=live_version.model, bps=2500)
@@ -131,7 +112,7 @@ def test_royalty_preview_follows_the_contract_rule(chain, catalog):
     assert amounts == {"platform": 25 * 10**15, "upstream": 243_750 * 10**12, "vendor": 731_250 * 10**12}
 
 
-def test_downloads_are_rate_limited_per_token(chain, settings, live_version, make_party):  # noqa: F811
+def test_downloads_are_rate_limited_per_token(chain, settings, live_version, make_party):
     buyer = make_party("buyer", chain.keys[2])
     purchase(chain, live_version.model.chain_model_id, buyer.key)
     settings.DOWNLOAD_RATE_LIMIT = "2/min"
@@ -142,7 +123,7 @@ def test_downloads_are_rate_limited_per_token(chain, settings, live_version, mak
     assert limited.status_code == 429 and limited.json()["code"] == "rate_limited" and int(limited["Retry-After"]) > 0
 
 
-def test_behind_nginx_the_download_is_handed_over_with_x_accel_redirect(chain, settings, live_version, make_party):  # noqa: F811
+def test_behind_nginx_the_download_is_handed_over_with_x_accel_redirect(chain, settings, live_version, make_party):
     buyer = make_party("buyer", chain.keys[2])
     purchase(chain, live_version.model.chain_model_id, buyer.key)
     settings.DOWNLOAD_X_ACCEL_REDIRECT_PREFIX = "/_media/"
@@ -154,7 +135,7 @@ def test_behind_nginx_the_download_is_handed_over_with_x_accel_redirect(chain, s
     assert response["ETag"] == f'"{artifact.sha256}"' and response.content == b""
 
 
-def test_a_range_request_gets_206_and_is_recorded(chain, live_version, make_party, gguf_file):  # noqa: F811
+def test_a_range_request_gets_206_and_is_recorded(chain, live_version, make_party, gguf_file):
     buyer = make_party("buyer", chain.keys[2])
     purchase(chain, live_version.model.chain_model_id, buyer.key)
     client = APIClient()

@@ -7,7 +7,6 @@ from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
 from tests.conftest import purchase
-from tests.marketplace.test_api_errors import live_version  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,7 +16,7 @@ def vendor(chain, make_party):
     return make_party("vendor", chain.keys[1], vendor_slug="acme")
 
 
-def test_hf_hub_download_and_snapshot_with_a_licensed_token(chain, live_server, live_version, make_party, gguf_file, tmp_path):  # noqa: F811
+def test_hf_hub_download_and_snapshot_with_a_licensed_token(chain, live_server, live_version, make_party, gguf_file, tmp_path):
     buyer = make_party("buyer", chain.keys[2])
     purchase(chain, live_version.model.chain_model_id, buyer.key)
     expected = hashlib.sha256(gguf_file.read_bytes()).hexdigest()
@@ -31,7 +30,7 @@ def test_hf_hub_download_and_snapshot_with_a_licensed_token(chain, live_server, 
     assert api.model_info("acme/tiny").sha == live_version.commit_sha
 
 
-def test_hf_client_errors_name_the_problem(chain, live_server, live_version, make_party, tmp_path):  # noqa: F811
+def test_hf_client_errors_name_the_problem(chain, live_server, live_version, make_party, tmp_path):
     stranger = make_party("stranger", chain.keys[3])
     kwargs = dict(endpoint=live_server.url, cache_dir=tmp_path)
     with pytest.raises(GatedRepoError):
@@ -44,13 +43,13 @@ def test_hf_client_errors_name_the_problem(chain, live_server, live_version, mak
         hf_hub_download("acme/tiny", "missing.gguf", token=stranger.token, **kwargs)
 
 
-def test_without_a_token_the_client_raises_its_gated_error(chain, live_server, live_version, tmp_path):  # noqa: F811
+def test_without_a_token_the_client_raises_its_gated_error(chain, live_server, live_version, tmp_path):
     with pytest.raises(GatedRepoError) as caught:
         hf_hub_download("acme/tiny", "model.gguf", endpoint=live_server.url, token=False, cache_dir=tmp_path)
     assert caught.value.response.status_code == 401
 
 
-def test_the_commit_id_is_a_revision_and_model_info_lists_files(chain, live_server, live_version, make_party, tmp_path):  # noqa: F811
+def test_the_commit_id_is_a_revision_and_model_info_lists_files(chain, live_server, live_version, make_party, tmp_path):
     buyer = make_party("buyer", chain.keys[2])
     purchase(chain, live_version.model.chain_model_id, buyer.key)
     info = HfApi(endpoint=live_server.url, token=buyer.token).model_info("acme/tiny", revision=live_version.commit_sha, files_metadata=True)
@@ -114,7 +113,7 @@ class CuttingProxy:
         self.listener.close()
 
 
-def test_an_interrupted_download_resumes_with_a_range_request(chain, live_server, live_version, make_party, tmp_path, monkeypatch):  # noqa: F811
+def test_an_interrupted_download_resumes_with_a_range_request(chain, live_server, live_version, make_party, tmp_path, monkeypatch):
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
@@ -136,7 +135,7 @@ def test_an_interrupted_download_resumes_with_a_range_request(chain, live_server
     assert 0 < resumed.range_start < 100_000 and resumed.range_start + resumed.bytes_sent == live_version.artifacts.get().size
 
 
-def test_hf_download_command_with_hf_endpoint(chain, live_server, live_version, make_party, tmp_path):  # noqa: F811
+def test_hf_download_command_with_hf_endpoint(chain, live_server, live_version, make_party, tmp_path):
     import os
     import subprocess
     import sys

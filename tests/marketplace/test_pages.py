@@ -2,18 +2,16 @@
 
 import pytest
 
-from tests.marketplace.test_api_errors import live_version, vendor  # noqa: F401 - fixtures
-
 pytestmark = pytest.mark.django_db
 
 
-def test_home_page_lists_live_models(client, live_version):  # noqa: F811
+def test_home_page_lists_live_models(client, live_version):
     response = client.get("/")
     assert response.status_code == 200
     assert b"acme/tiny" in response.content
 
 
-def test_model_page_shows_signer_and_digest(client, live_version):  # noqa: F811
+def test_model_page_shows_signer_and_digest(client, live_version):
     response = client.get("/acme/tiny")
     assert response.status_code == 200
     assert live_version.root_digest.encode() in response.content

@@ -22,7 +22,7 @@ def seed(settings, live_server) -> dict:
 
 def test_seed_demo_prints_a_working_demo_and_is_idempotent(chain, settings, live_server):
     first = seed(settings, live_server)
-    for key in ("endpoint", "repo_id", "revision", "files", "licensed_token", "unlicensed_token", "rpc_url", "chain_id", "registry_address", "model_id", "version"):
+    for key in ("endpoint", "repo_id", "revision", "files", "licensed_token", "unlicensed_token", "rpc_url", "chain_id", "registry_address", "model_id", "version", "vendor_token", "vendor_address"):
         assert key in first, key
     assert first["chain_id"] == 31337 and first["version"] == 1 and first["model_id"].startswith("0x")
     [demo_file] = first["files"]

@@ -13,7 +13,6 @@ from tusclient.uploader import Uploader
 from marketplace import services
 from marketplace.models import Artifact, Upload
 from marketplace.services.uploads import uploads_expire
-from tests.marketplace.test_api_errors import live_version, vendor  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,11 +30,11 @@ def creation_url(live_server, version):
 
 
 @pytest.fixture
-def draft(live_version):  # noqa: F811
+def draft(live_version):
     return services.version_create(model=live_version.model)
 
 
-def new_uploader(live_server, vendor, draft, path, name, **kwargs):  # noqa: F811
+def new_uploader(live_server, vendor, draft, path, name, **kwargs):
     client = tus_client(live_server, vendor.token)
     return Sha256Uploader(
         file_path=str(path), client=client, metadata={"filename": name},
@@ -43,7 +42,7 @@ def new_uploader(live_server, vendor, draft, path, name, **kwargs):  # noqa: F81
     ), client
 
 
-def test_tuspy_uploads_in_checksummed_chunks_into_the_draft(live_server, vendor, draft, tmp_path):  # noqa: F811
+def test_tuspy_uploads_in_checksummed_chunks_into_the_draft(live_server, vendor, draft, tmp_path):
     data = os.urandom(3 * 1024 * 1024 + 123)
     source = tmp_path / "weights.gguf"
     source.write_bytes(data)
@@ -59,7 +58,7 @@ def test_tuspy_uploads_in_checksummed_chunks_into_the_draft(live_server, vendor,
     assert Upload.objects.get(version=draft).completed_at is not None
 
 
-def test_an_interrupted_upload_resumes_from_the_stored_offset(live_server, vendor, draft, tmp_path):  # noqa: F811
+def test_an_interrupted_upload_resumes_from_the_stored_offset(live_server, vendor, draft, tmp_path):
     data = os.urandom(2 * 1024 * 1024 + 7)
     source = tmp_path / "m.gguf"
     source.write_bytes(data)
@@ -81,7 +80,7 @@ def test_an_interrupted_upload_resumes_from_the_stored_offset(live_server, vendo
         assert fh.read() == data
 
 
-def create(live_server, vendor, draft, name, length):  # noqa: F811
+def create(live_server, vendor, draft, name, length):
     encoded = base64.b64encode(name.encode()).decode()
     response = requests.post(
         creation_url(live_server, draft),
@@ -90,7 +89,7 @@ def create(live_server, vendor, draft, name, length):  # noqa: F811
     return response
 
 
-def test_a_chunk_with_a_wrong_checksum_is_discarded_with_460(live_server, vendor, draft):  # noqa: F811
+def test_a_chunk_with_a_wrong_checksum_is_discarded_with_460(live_server, vendor, draft):
     url = create(live_server, vendor, draft, "m.gguf", 10).headers["Location"]
     bad = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
     response = requests.patch(url, data=b"0123456789", headers={
@@ -106,7 +105,7 @@ def test_a_chunk_with_a_wrong_checksum_is_discarded_with_460(live_server, vendor
     assert wrong_offset.status_code == 409 and wrong_offset.json()["code"] == "offset_mismatch"
 
 
-def test_creation_refuses_traversal_pickle_oversize_and_missing_protocol_header(live_server, vendor, draft, settings):  # noqa: F811
+def test_creation_refuses_traversal_pickle_oversize_and_missing_protocol_header(live_server, vendor, draft, settings):
     assert create(live_server, vendor, draft, "../../etc/passwd", 10).json()["code"] == "unsafe_path"
     assert create(live_server, vendor, draft, "model.pt", 10).json()["code"] == "pickle_refused"
     settings.MAX_ARTIFACT_SIZE = 100
@@ -121,7 +120,7 @@ def test_creation_refuses_traversal_pickle_oversize_and_missing_protocol_header(
     assert not Upload.objects.exists()
 
 
-def test_another_vendor_cannot_touch_the_upload(live_server, vendor, draft, make_party, chain):  # noqa: F811
+def test_another_vendor_cannot_touch_the_upload(live_server, vendor, draft, make_party, chain):
     other = make_party("other", chain.keys[6], vendor_slug="other")
     url = create(live_server, vendor, draft, "m.gguf", 10).headers["Location"]
     head = requests.head(url, headers={"Authorization": f"Bearer {other.token}", "Tus-Resumable": "1.0.0"})
@@ -129,7 +128,7 @@ def test_another_vendor_cannot_touch_the_upload(live_server, vendor, draft, make
     assert create(live_server, other, draft, "x.gguf", 10).status_code == 404
 
 
-def test_termination_and_expiry_remove_the_bytes(live_server, vendor, draft, settings):  # noqa: F811
+def test_termination_and_expiry_remove_the_bytes(live_server, vendor, draft, settings):
     url = create(live_server, vendor, draft, "a.gguf", 10).headers["Location"]
     deleted = requests.delete(url, headers={"Authorization": f"Bearer {vendor.token}", "Tus-Resumable": "1.0.0"})
     assert deleted.status_code == 204 and not Upload.objects.exists()
@@ -144,7 +143,7 @@ def test_termination_and_expiry_remove_the_bytes(live_server, vendor, draft, set
     assert not part.exists() and not Upload.objects.exists()
 
 
-def test_finalize_waits_for_open_uploads(live_server, vendor, draft):  # noqa: F811
+def test_finalize_waits_for_open_uploads(live_server, vendor, draft):
     from marketplace.errors import Conflict
 
     create(live_server, vendor, draft, "a.gguf", 10)
@@ -153,7 +152,7 @@ def test_finalize_waits_for_open_uploads(live_server, vendor, draft):  # noqa: F
     assert caught.value.code == "uploads_in_progress"
 
 
-def test_options_advertises_the_extensions(live_server, vendor, draft):  # noqa: F811
+def test_options_advertises_the_extensions(live_server, vendor, draft):
     response = requests.options(creation_url(live_server, draft))
     assert response.status_code == 204
     assert "checksum" in response.headers["Tus-Extension"] and "termination" in response.headers["Tus-Extension"]

@@ -10,7 +10,6 @@ from registry.indexer import indexer_run
 from registry.models import ChainEvent, IndexerCursor
 from royalties.models import License
 from tests.conftest import purchase
-from tests.marketplace.test_api_errors import live_version, vendor  # noqa: F401 - fixtures
 
 from .kit import Registry
 
@@ -35,7 +34,7 @@ def indexed(chain, settings):
     return chain
 
 
-def test_every_event_is_mirrored_once_and_projections_follow(indexed, live_version, make_party):  # noqa: F811
+def test_every_event_is_mirrored_once_and_projections_follow(indexed, live_version, make_party):
     buyer = make_party("buyer", indexed.keys[2])
     purchase(indexed, live_version.model.chain_model_id, buyer.key)
     reg = Registry(indexed)
@@ -52,7 +51,7 @@ def test_every_event_is_mirrored_once_and_projections_follow(indexed, live_versi
     assert {"ModelCreated", "VersionPublished", "LicensePurchased", "RoyaltyCredited", "VersionRevoked"} <= names
 
 
-def test_small_ranges_give_the_same_mirror(indexed, live_version, make_party):  # noqa: F811
+def test_small_ranges_give_the_same_mirror(indexed, live_version, make_party):
     buyer = make_party("buyer", indexed.keys[2])
     purchase(indexed, live_version.model.chain_model_id, buyer.key)
     while True:
@@ -62,7 +61,7 @@ def test_small_ranges_give_the_same_mirror(indexed, live_version, make_party):  
     assert mirror() == chain_logs(indexed)
 
 
-def test_only_blocks_confirmations_deep_are_indexed(indexed, settings, live_version, make_party):  # noqa: F811
+def test_only_blocks_confirmations_deep_are_indexed(indexed, settings, live_version, make_party):
     settings.CONFIRMATIONS = 3
     head = chain_mod.web3().eth.block_number
     indexer_run()
@@ -76,7 +75,7 @@ def test_only_blocks_confirmations_deep_are_indexed(indexed, settings, live_vers
     assert ChainEvent.objects.filter(block_number=receipt["blockNumber"], name="LicensePurchased").exists()
 
 
-def test_a_reorg_rolls_the_mirror_back_and_it_ends_equal_to_the_chain(indexed, live_version, make_party):  # noqa: F811
+def test_a_reorg_rolls_the_mirror_back_and_it_ends_equal_to_the_chain(indexed, live_version, make_party):
     buyer = make_party("buyer", indexed.keys[2])
     reg = Registry(indexed)
     model_id = bytes.fromhex(live_version.model.chain_model_id[2:])
@@ -99,7 +98,7 @@ def test_a_reorg_rolls_the_mirror_back_and_it_ends_equal_to_the_chain(indexed, l
     assert not Version.objects.get(pk=live_version.pk).revoked
 
 
-def test_after_a_reorg_that_replaces_events_the_new_ones_are_mirrored(indexed, live_version, make_party):  # noqa: F811
+def test_after_a_reorg_that_replaces_events_the_new_ones_are_mirrored(indexed, live_version, make_party):
     first, second = make_party("first", indexed.keys[2]), make_party("second", indexed.keys[3])
     snapshot = indexed.rpc("evm_snapshot")
     purchase(indexed, live_version.model.chain_model_id, first.key)
@@ -116,7 +115,7 @@ def test_after_a_reorg_that_replaces_events_the_new_ones_are_mirrored(indexed, l
     assert License.objects.filter(licensee=second.address).exists()
 
 
-def test_a_digest_that_disagrees_with_the_chain_is_never_served(indexed, live_version, client):  # noqa: F811
+def test_a_digest_that_disagrees_with_the_chain_is_never_served(indexed, live_version, client):
     Version.objects.filter(pk=live_version.pk).update(root_digest="00" * 32)
     indexer_run()
     version = Version.objects.get(pk=live_version.pk)

@@ -1,5 +1,5 @@
 """Property-based: over random lineages, upstream shares, platform fees and prices, one purchase
-credits exactly the price, no payee gets more than its share (the bought model's vendor takes
+credits exactly the price (as the API's royalty preview said it would), no payee gets more than its share (the bought model's vendor takes
 only the rounding dust on top of its own), the contract agrees with royalties.rules to the wei,
 and withdraw moves exactly the credit."""
 
@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from royalties.rules import LineageNode, royalty_split
+from royalties.services import royalty_preview
 
 from .kit import ZERO, Registry, fund_and_impersonate
 
@@ -61,6 +62,7 @@ def test_one_purchase_credits_exactly_the_price_by_the_rule(anvil, levels, fee_b
         lineage = list(reversed(nodes))  # bought model first
         anvil.rpc("anvil_setBalance", [buyer, hex(price + overpay + 10**20)])
         before = {p: reg.f.creditOf(p).call() for p in set(vendors) | {fee_recipient, buyer}}
+        preview = royalty_preview(model_id=lineage[0].model_id)  # what the API shows a buyer
 
         receipt = reg.buy(buyer, bytes.fromhex(lineage[0].model_id[2:]), value=price + overpay)
 
@@ -69,6 +71,9 @@ def test_one_purchase_credits_exactly_the_price_by_the_rule(anvil, levels, fee_b
         expected = royalty_split(price_wei=price, platform_fee_bps=fee_bps, platform_recipient=fee_recipient, lineage=lineage)
         assert [(e["payee"], "0x" + e["modelId"].hex(), e["amount"]) for e in events] == [
             (c.payee, c.model_id, c.amount_wei) for c in expected
+        ]
+        assert [(c["payee"], c["model_id"], c["amount_wei"]) for c in preview["credits"]] == [
+            (e["payee"], "0x" + e["modelId"].hex(), e["amount"]) for e in events
         ]
         per_payee = Counter()
         for e in events:

@@ -9,7 +9,6 @@ from eth_utils import keccak
 
 from hallmark.verify import Outcome, verify_directory
 from tests.conftest import free_port
-from tests.marketplace.test_api_errors import live_version, vendor  # noqa: F401 - fixtures
 
 from .kit import Registry
 
@@ -32,13 +31,13 @@ def verify(capsys, folder, revision="v1"):
     return report
 
 
-def test_untouched_files_verify(chain, live_version, files, capsys):  # noqa: F811
+def test_untouched_files_verify(chain, live_version, files, capsys):
     report = verify(capsys, files)
     assert report["outcome"] == "verified" and report["exit_code"] == 0
     assert report["chain_root_digest"] == live_version.root_digest and report["signer"] == live_version.model.vendor.address
 
 
-def test_a_changed_byte_is_tampered_and_named(chain, live_version, files, capsys):  # noqa: F811
+def test_a_changed_byte_is_tampered_and_named(chain, live_version, files, capsys):
     data = bytearray((files / "model.gguf").read_bytes())
     data[-1] ^= 1
     (files / "model.gguf").write_bytes(bytes(data))
@@ -46,7 +45,7 @@ def test_a_changed_byte_is_tampered_and_named(chain, live_version, files, capsys
     assert report["exit_code"] == Outcome.TAMPERED and report["tampered"] == ["model.gguf"]
 
 
-def test_extra_and_missing_files_are_told_apart(chain, live_version, files, capsys):  # noqa: F811
+def test_extra_and_missing_files_are_told_apart(chain, live_version, files, capsys):
     (files / "notes.txt").write_text("not signed")
     report = verify(capsys, files)
     assert report["exit_code"] == Outcome.FILES_DIFFER and report["extra"] == ["notes.txt"]
@@ -56,14 +55,14 @@ def test_extra_and_missing_files_are_told_apart(chain, live_version, files, caps
     assert report["exit_code"] == Outcome.FILES_DIFFER and report["missing"] == ["model.gguf"] and report["extra"] == ["renamed.gguf"]
 
 
-def test_a_revoked_version_fails_even_when_files_match(chain, live_version, files, capsys):  # noqa: F811
+def test_a_revoked_version_fails_even_when_files_match(chain, live_version, files, capsys):
     reg = Registry(chain)
     reg.send(reg.f.revokeVersion(bytes.fromhex(live_version.model.chain_model_id[2:]), 1, keccak(text="bad")), live_version.model.vendor.address)
     report = verify(capsys, files)
     assert report["exit_code"] == Outcome.REVOKED and "revoked" in report["message"]
 
 
-def test_unknown_revision_and_unknown_on_chain_version(chain, live_version, files, capsys):  # noqa: F811
+def test_unknown_revision_and_unknown_on_chain_version(chain, live_version, files, capsys):
     assert verify(capsys, files, revision="v9")["exit_code"] == Outcome.UNKNOWN_VERSION
     result = verify_directory(files, rpc_url=chain.rpc_url, registry_address=chain.address, model_id=live_version.model.chain_model_id, version=5)
     assert result.outcome is Outcome.UNKNOWN_VERSION
@@ -71,19 +70,19 @@ def test_unknown_revision_and_unknown_on_chain_version(chain, live_version, file
     assert result.outcome is Outcome.UNKNOWN_VERSION and "no model" in result.message
 
 
-def test_chain_unreachable_is_its_own_outcome(chain, settings, live_version, files, capsys):  # noqa: F811
+def test_chain_unreachable_is_its_own_outcome(chain, settings, live_version, files, capsys):
     settings.CHAIN_RPC_URL = f"http://127.0.0.1:{free_port()}"
     report = verify(capsys, files)
     assert report["exit_code"] == Outcome.CHAIN_UNAVAILABLE
 
 
-def test_without_a_manifest_a_mismatch_is_tampered(chain, live_version, files):  # noqa: F811
+def test_without_a_manifest_a_mismatch_is_tampered(chain, live_version, files):
     (files / "extra.txt").write_text("x")
     result = verify_directory(files, rpc_url=chain.rpc_url, registry_address=chain.address, model_id=live_version.model.chain_model_id, version=1)
     assert result.outcome is Outcome.TAMPERED
 
 
-def test_provenance_by_file_hash_is_checked_on_chain(chain, settings, live_version, client):  # noqa: F811
+def test_provenance_by_file_hash_is_checked_on_chain(chain, settings, live_version, client):
     sha = live_version.artifacts.get().sha256
     body = client.get(f"/api/v1/provenance/sha256/{sha}").json()
     [found] = body["versions"]
@@ -98,7 +97,7 @@ def test_provenance_by_file_hash_is_checked_on_chain(chain, settings, live_versi
     assert down.status_code == 503 and down.json()["code"] == "chain_unavailable"
 
 
-def test_revoked_version_is_gone_410_and_main_skips_it(chain, live_version, client, make_party):  # noqa: F811
+def test_revoked_version_is_gone_410_and_main_skips_it(chain, live_version, client, make_party):
     from registry.indexer import indexer_run
     from tests.conftest import purchase
 
@@ -119,7 +118,7 @@ def test_eip712_types_are_served_for_wallets(chain, client):
     assert [f["name"] for f in body["types"]["PublishVersion"]] == ["modelId", "version", "rootDigest", "metadataDigest", "deadline"]
 
 
-def test_a_rename_is_caught_only_with_the_signed_metadata(chain, live_version, files):  # noqa: F811
+def test_a_rename_is_caught_only_with_the_signed_metadata(chain, live_version, files):
     """The OMS root covers bytes, not names; the on-chain metadataDigest covers the names."""
     (files / "model.gguf").rename(files / "tokenizer.json")
     args = dict(rpc_url=chain.rpc_url, registry_address=chain.address, model_id=live_version.model.chain_model_id, version=1)

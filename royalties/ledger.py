@@ -1,0 +1,198 @@
+"""The double-entry royalty ledger, written only from indexed registry events.
+
+A purchase becomes one entry: the payer's wallet pays `price + overpayment` (a negative line),
+and every credit the contract made is a positive line on `credit:<payee>` (platform fee, each
+ancestor's vendor, the bought model's vendor, an overpayment back to the payer). A withdrawal
+moves `credit:<payee>` to `wallet:<payee>`. Every entry sums to zero, in wei.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import Iterable
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+from eth_utils import to_checksum_address
+
+from registry import chain
+from registry.chain import chain_errors
+from registry.models import ChainEvent, IndexerCursor
+
+from .models import LedgerEntry, LedgerLine, ReconciliationAlert
+
+logger = logging.getLogger(__name__)
+MONEY_EVENTS = {"LicensePurchased", "RoyaltyCredited", "OverpaymentCredited", "Withdrawn", "TermsChanged", "PlatformFeeChanged"}
+PERPETUAL = 2**64 - 1
+
+
+def credit_account(address: str) -> str:
+    return f"credit:{address}"
+
+
+def wallet_account(address: str) -> str:
+    return f"wallet:{address}"
+
+
+def _fee_bps_at(block: int, log_index: int) -> int:
+    latest = (
+        ChainEvent.objects.filter(name="PlatformFeeChanged")
+        .filter(block_number__lt=block)
+        .order_by("-block_number", "-log_index")
+        .first()
+    )
+    same_block = (
+        ChainEvent.objects.filter(name="PlatformFeeChanged", block_number=block, log_index__lt=log_index)
+        .order_by("-log_index")
+        .first()
+    )
+    event = same_block or latest
+    return int(event.args["bps"]) if event else 0
+
+
+def ledger_apply(events: Iterable[ChainEvent]) -> int:
+    """Turn registry events (in chain order) into balanced entries; returns entries written."""
+    by_tx: dict[str, list[ChainEvent]] = defaultdict(list)
+    for event in events:
+        if event.name in MONEY_EVENTS:
+            by_tx[event.tx_hash].append(event)
+    written = 0
+    for tx_events in by_tx.values():
+        tx_events.sort(key=lambda e: e.log_index)
+        open_entry: LedgerEntry | None = None
+        credited: list[LedgerLine] = []
+        seen_own_model = 0
+        fee_expected = False
+        for event in tx_events:
+            args = event.args
+            if event.name == "LicensePurchased":
+                _close(open_entry, credited)
+                expiry = int(args["expiresAt"])
+                open_entry = _entry(
+                    event, LedgerEntry.Kind.PURCHASE, model_id=args["modelId"].lower(),
+                    licensee=to_checksum_address(args["licensee"]), payer=to_checksum_address(args["payer"]),
+                    price_wei=int(args["price"]), perpetual=expiry >= PERPETUAL,
+                    expires_at=None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=dt_timezone.utc),
+                )
+                credited, seen_own_model = [], 0
+                fee_expected = int(args["price"]) * _fee_bps_at(event.block_number, event.log_index) // 10_000 > 0
+                written += 1
+            elif event.name in ("RoyaltyCredited", "OverpaymentCredited") and open_entry is not None:
+                payee = to_checksum_address(args.get("payee") or args.get("payer"))
+                model_id = args["modelId"].lower()
+                if event.name == "OverpaymentCredited":
+                    role = LedgerLine.Role.OVERPAYMENT
+                elif model_id != open_entry.model_id:
+                    role = LedgerLine.Role.UPSTREAM
+                else:
+                    # the contract credits the fee first, then ancestors, then the bought model's vendor
+                    role = LedgerLine.Role.PLATFORM if (seen_own_model == 0 and fee_expected) else LedgerLine.Role.VENDOR
+                    seen_own_model += 1
+                credited.append(_line(open_entry, credit_account(payee), payee, role, model_id, int(args["amount"]), event.log_index))
+            elif event.name == "Withdrawn":
+                payee = to_checksum_address(args["payee"])
+                amount = int(args["amount"])
+                entry = _entry(event, LedgerEntry.Kind.WITHDRAWAL)
+                LedgerLine.objects.bulk_create([
+                    _line(entry, credit_account(payee), payee, LedgerLine.Role.WITHDRAWN, "", -amount, event.log_index),
+                    _line(entry, wallet_account(payee), payee, LedgerLine.Role.RECEIVED, "", amount, event.log_index),
+                ])
+                written += 1
+            elif event.name == "TermsChanged":
+                _entry(event, LedgerEntry.Kind.TERMS, model_id=args["modelId"].lower(), price_wei=int(args["price"]),
+                       memo={"license_duration": int(args["licenseDuration"]), "listed": args["listed"]})
+                written += 1
+            elif event.name == "PlatformFeeChanged":
+                _entry(event, LedgerEntry.Kind.PLATFORM_FEE, memo={"bps": int(args["bps"]), "recipient": args["recipient"]})
+                written += 1
+        _close(open_entry, credited)
+    return written
+
+
+def _entry(event: ChainEvent, kind: str, **fields) -> LedgerEntry:
+    entry, _ = LedgerEntry.objects.get_or_create(
+        tx_hash=event.tx_hash, log_index=event.log_index,
+        defaults=dict(kind=kind, block_number=event.block_number, occurred_at=event.block_timestamp or timezone.now(), **fields),
+    )
+    return entry
+
+
+def _line(entry, account, address, role, model_id, amount, log_index) -> LedgerLine:
+    return LedgerLine(
+        entry=entry, account=account, address=address, role=role, model_id=model_id,
+        amount_wei=amount, occurred_at=entry.occurred_at, log_index=log_index,
+    )
+
+
+def _close(entry: LedgerEntry | None, credited: list[LedgerLine]) -> None:
+    """Write the purchase's lines: the credits, and the payer's payment that balances them."""
+    if entry is None or entry.lines.exists():
+        return
+    total = sum(int(line.amount_wei) for line in credited)
+    payer = _line(entry, wallet_account(entry.payer), entry.payer, LedgerLine.Role.PAYER, entry.model_id, -total, entry.log_index)
+    if total != int(entry.price_wei) + sum(int(x.amount_wei) for x in credited if x.role == LedgerLine.Role.OVERPAYMENT):
+        logger.error("purchase %s: credits %s do not add up to its price %s", entry.tx_hash, total, entry.price_wei)
+    LedgerLine.objects.bulk_create([payer, *credited])
+
+
+def ledger_rollback(events: Iterable[ChainEvent]) -> int:
+    """Remove the entries of events that left the canonical chain."""
+    tx_hashes = {e.tx_hash for e in events if e.name in MONEY_EVENTS}
+    deleted, _ = LedgerEntry.objects.filter(tx_hash__in=tx_hashes).delete()
+    return deleted
+
+
+@transaction.atomic
+def ledger_rebuild() -> int:
+    """Drop the ledger and write it again from the indexed events alone."""
+    LedgerEntry.objects.all().delete()
+    return ledger_apply(ChainEvent.objects.filter(name__in=MONEY_EVENTS).order_by("block_number", "log_index").iterator())
+
+
+def ledger_balance(*, address: str, until=None) -> int:
+    qs = LedgerLine.objects.filter(account=credit_account(to_checksum_address(address)))
+    if until is not None:
+        qs = qs.filter(occurred_at__lt=until)
+    return int(qs.aggregate(s=Sum("amount_wei"))["s"] or 0)
+
+
+def ledger_reconcile() -> list[ReconciliationAlert]:
+    """Compare every payee's ledger balance with `creditOf` at the block the indexer reached.
+
+    Reading the chain at the indexer's own block means a purchase the indexer has not seen yet
+    is not drift; a wrong or missing ledger line is. Drift is recorded as an alert (admin page)
+    and logged; an alert whose payee balances again is marked resolved.
+    """
+    contract = chain.registry_contract()
+    cursor = IndexerCursor.objects.filter(contract=contract.address).first()
+    if cursor is None or cursor.block_number < 0:
+        return []
+    block = cursor.block_number
+    payees = set(
+        LedgerLine.objects.filter(account__startswith="credit:").values_list("address", flat=True).distinct()
+    )
+    payees |= {to_checksum_address(a) for a in ChainEvent.objects.filter(name="RoyaltyCredited").values_list("args__payee", flat=True)}
+    alerts = []
+    with chain_errors():
+        for payee in sorted(payees):
+            on_chain = int(contract.functions.creditOf(payee).call(block_identifier=block))
+            in_ledger = ledger_balance(address=payee)
+            open_alerts = ReconciliationAlert.objects.filter(payee=payee, resolved_at__isnull=True)
+            if on_chain == in_ledger:
+                open_alerts.update(resolved_at=timezone.now())
+                continue
+            logger.error(
+                "royalty ledger drift: %s has %s wei in the ledger but %s wei on chain at block %s",
+                payee, in_ledger, on_chain, block,
+            )
+            alert = open_alerts.filter(ledger_balance_wei=in_ledger, chain_balance_wei=on_chain).first()
+            if alert is None:
+                alert = ReconciliationAlert.objects.create(
+                    payee=payee, block_number=block, ledger_balance_wei=in_ledger, chain_balance_wei=on_chain
+                )
+            alerts.append(alert)
+    return alerts
