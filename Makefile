@@ -45,11 +45,11 @@ clean-data:
 
 .PHONY: bench bench-deps
 
-## bench-deps: what the benchmarks need from Debian: nginx (its DAV module serves the upload anchor), curl, openssl
+## bench-deps: what the benchmarks need from Debian (installed if missing, never upgraded): nginx with its DAV module, curl, openssl
 bench-deps:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends nginx curl openssl
-	@nginx -V 2>&1 | grep -q -- --with-http_dav_module || { echo "this nginx has no DAV module (dav_methods PUT)"; exit 1; }
+	$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends --no-upgrade nginx curl openssl
+	@$$(command -v nginx || echo /usr/sbin/nginx) -V 2>&1 | grep -q -- --with-http_dav_module || { echo "this nginx has no DAV module (dav_methods PUT)"; exit 1; }
 
 ## bench: every benchmark in bench/ (docs/benchmarks.md says what each measures)
 bench: install
