@@ -2,10 +2,11 @@
 `/<vendor>` and `/<vendor>/<model>`)."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from marketplace import views
+from marketplace import portal, views
 from marketplace.api import huggingface as hf
 
 urlpatterns = [
@@ -17,6 +18,24 @@ urlpatterns = [
     path("api/models/<str:vendor>/<str:model>/revision/<str:revision>", hf.ModelInfoView.as_view(), name="hf-model-revision"),
     path("api/models/<str:vendor>/<str:model>/tree/<str:revision>", hf.ModelTreeView.as_view(), name="hf-model-tree"),
     path("api/models/<str:vendor>/<str:model>/tree/<str:revision>/<path:path>", hf.ModelTreeView.as_view()),
+    path("portal/signup", portal.signup, name="signup"),
+    path("portal/login", auth_views.LoginView.as_view(template_name="marketplace/portal/login.html"), name="login"),
+    path("portal/logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("portal/password-reset", auth_views.PasswordResetView.as_view(template_name="marketplace/portal/password_reset.html"), name="password_reset"),
+    path("portal/password-reset/sent", auth_views.PasswordResetDoneView.as_view(template_name="marketplace/portal/password_reset_done.html"), name="password_reset_done"),
+    path("portal/reset/<uidb64>/<token>", auth_views.PasswordResetConfirmView.as_view(template_name="marketplace/portal/password_reset_confirm.html"), name="password_reset_confirm"),
+    path("portal/reset/done", auth_views.PasswordResetCompleteView.as_view(template_name="marketplace/portal/password_reset_complete.html"), name="password_reset_complete"),
+    path("portal/", portal.dashboard, name="portal-home"),
+    path("portal/wallet", portal.wallet, name="portal-wallet"),
+    path("portal/royalties", portal.royalties_page, name="portal-royalties"),
+    path("portal/models/new", portal.model_new, name="portal-model-new"),
+    path("portal/models/<str:slug>", portal.model_manage, name="portal-model"),
+    path("portal/models/<str:slug>/edit", portal.model_edit, name="portal-model-edit"),
+    path("portal/models/<str:slug>/registered", portal.model_registered, name="portal-model-registered"),
+    path("portal/models/<str:slug>/terms-call", portal.terms_call, name="portal-terms-call"),
+    path("portal/models/<str:slug>/versions/new", portal.version_new, name="portal-version-new"),
+    path("portal/models/<str:slug>/versions/<int:version_id>", portal.version_page, name="portal-version"),
+    path("portal/models/<str:slug>/versions/<int:version_id>/revoke-call", portal.revoke_call, name="portal-revoke-call"),
     path("", views.home, name="home"),
     path("<str:vendor>/<str:model>/resolve/<str:revision>/<path:path>", hf.ResolveView.as_view(), name="hf-resolve"),
     path("<str:vendor>/<str:model>", views.model_page, name="model-page"),

@@ -71,6 +71,8 @@ class Model(TimeStamped):
     slug = models.SlugField(max_length=96)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    card = models.TextField(blank=True, help_text="model card: Markdown with optional YAML front matter")
+    card_data = models.JSONField(default=dict, blank=True, help_text="front matter: license, base_model, tags, ...")
     chain_model_id = models.CharField(max_length=66, unique=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     upstream_bps = models.PositiveIntegerField(default=0)

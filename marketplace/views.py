@@ -1,11 +1,17 @@
 """Public pages: the home page, a vendor's page, a model's page."""
 
+from django.conf import settings
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
+from registry import chain
+from royalties.selectors import format_eth
+
 from . import selectors
+from .cards import render_card
 from .errors import NotFound
 from .models import Model, Vendor
+from .portal import lineage_tree, public_version_checks
 
 
 def home(request):
@@ -23,5 +29,25 @@ def model_page(request, vendor, model):
         model_obj = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
     except NotFound as exc:
         raise Http404(str(exc)) from exc
-    versions = selectors.live_versions(model=model_obj).prefetch_related("artifacts")
-    return render(request, "marketplace/model.html", {"model": model_obj, "versions": versions})
+    versions = list(selectors.live_versions(model=model_obj).prefetch_related("artifacts"))
+    checks = public_version_checks(model_obj, versions)
+    entries = [
+        {
+            "version": v,
+            "check": checks.get(v.pk),
+            "verified": bool(checks.get(v.pk)) and checks[v.pk]["matches_chain"] and not checks[v.pk]["revoked"]
+            and v.signer == model_obj.vendor.address,
+        }
+        for v in versions
+    ]
+    first = versions[0].artifacts.order_by("path").first() if versions else None
+    try:
+        registry_address = chain.registry_address()
+    except chain.ChainError:
+        registry_address = ""
+    return render(request, "marketplace/model.html", {
+        "model": model_obj, "versions": entries, "card_html": render_card(model_obj.card), "lineage": lineage_tree(model_obj),
+        "price_eth": format_eth(model_obj.price_wei), "duration_days": model_obj.license_duration // 86400,
+        "upstream_percent": model_obj.upstream_bps / 100, "first_file": first.path if first else "<file>",
+        "registry_address": registry_address, "chain_id": settings.CHAIN_ID,
+    })

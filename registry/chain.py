@@ -261,3 +261,9 @@ def relayer_account() -> LocalAccount:
             settings.CHAIN_ID,
         )
     )
+
+
+def call_data(function: str, *args: Any) -> dict[str, str]:
+    """`{to, data}` of a registry call, for a wallet to send (`eth_sendTransaction`)."""
+    contract = registry_contract()
+    return {"to": contract.address, "data": contract.encode_abi(function, args=list(args))}

@@ -53,6 +53,7 @@ class SiweInput(serializers.Serializer):
     signature = serializers.RegexField(r"^0x[0-9a-fA-F]{130}$")
     token_name = serializers.CharField(max_length=100, required=False, default="sign-in")
     token_expires_in_days = serializers.IntegerField(min_value=0, max_value=3650, required=False)
+    issue_token = serializers.BooleanField(default=True, required=False, help_text="false: only link the wallet")
 
 
 class SiweView(APIView):
@@ -67,6 +68,9 @@ class SiweView(APIView):
         user, wallet = services.siwe_sign_in(
             message=values["message"], signature=values["signature"], domain=_domain(request), user=current
         )
+        wallets = list(Wallet.objects.filter(user=user).values_list("address", flat=True))
+        if not values.get("issue_token", True):
+            return Response({"wallet": wallet.address, "wallets": wallets}, status=status.HTTP_201_CREATED)
         days = values.get("token_expires_in_days", settings.API_TOKEN_TTL_DAYS)
         token, plaintext = services.api_token_create(
             user=user, name=values["token_name"], expires_at=timezone.now() + timedelta(days=days) if days else None
@@ -76,7 +80,7 @@ class SiweView(APIView):
                 "token": plaintext,
                 **token_data(token),
                 "wallet": wallet.address,
-                "wallets": list(Wallet.objects.filter(user=user).values_list("address", flat=True)),
+                "wallets": wallets,
             },
             status=status.HTTP_201_CREATED,
         )
@@ -121,3 +125,16 @@ class WalletsView(APIView):
 
     def get(self, request):
         return Response([{"address": w.address, "linked_at": w.created_at} for w in Wallet.objects.filter(user=request.user)])
+
+
+class ChecksumView(APIView):
+    """`GET /api/v1/auth/checksum/<address>`: the EIP-55 form of an address (browsers lack keccak)."""
+
+    def get(self, request, address):
+        from eth_utils import is_address, to_checksum_address
+
+        from ..errors import InvalidInput
+
+        if not is_address(address):
+            raise InvalidInput(f"{address!r} is not an Ethereum address", code="invalid_address")
+        return Response({"address": to_checksum_address(address)})

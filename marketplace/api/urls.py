@@ -10,6 +10,7 @@ urlpatterns = [
     path("auth/tokens", auth.TokensView.as_view(), name="api-auth-tokens"),
     path("auth/tokens/<str:prefix>", auth.TokenView.as_view(), name="api-auth-token"),
     path("auth/wallets", auth.WalletsView.as_view(), name="api-auth-wallets"),
+    path("auth/checksum/<str:address>", auth.ChecksumView.as_view(), name="api-auth-checksum"),
     path("models", views.ModelListView.as_view(), name="api-models"),
     path("models/<str:vendor>/<str:model>", views.ModelDetailView.as_view(), name="api-model-detail"),
     path("models/<str:vendor>/<str:model>/purchase", views.PurchaseTransactionView.as_view(), name="api-model-purchase"),

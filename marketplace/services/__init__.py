@@ -8,7 +8,14 @@ from .accounts import (
     siwe_sign_in,
     vendor_register,
 )
-from .catalog import model_anchor, model_catalog_refresh, model_create, model_submit_signature
+from .catalog import (
+    model_anchor,
+    model_catalog_refresh,
+    model_create,
+    model_register_from_tx,
+    model_submit_signature,
+    model_update,
+)
 from .downloads import download_authorize, download_record
 from .recovery import pending_chain_resume
 from .uploads import upload_append, upload_create, upload_get, upload_terminate, uploads_expire
@@ -22,6 +29,8 @@ from .versions import (
 )
 
 __all__ = [
+    "model_register_from_tx",
+    "model_update",
     "model_catalog_refresh",
     "pending_chain_resume",
     "upload_append",

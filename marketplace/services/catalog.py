@@ -14,6 +14,7 @@ from registry import chain
 from registry.chain import ChainError, ChainUnavailable
 from registry.services import TransactionFailed, transaction_enqueue, transaction_process
 
+from ..cards import card_front_matter
 from ..errors import Conflict, InvalidInput, Unavailable
 from ..models import Model, Vendor
 
@@ -36,6 +37,7 @@ def model_create(
     license_duration: int = 0,
     parent: Model | None = None,
     upstream_bps: int = 0,
+    card: str = "",
 ) -> Model:
     """Draft a model and the `CreateModel` message the vendor signs to register it on chain."""
     if not SLUG_RE.match(slug or "") or ".." in slug:
@@ -76,6 +78,8 @@ def model_create(
         slug=slug,
         name=name or slug,
         description=description,
+        card=card,
+        card_data=card_front_matter(card),
         chain_model_id=eip712.compute_model_id(vendor.address, slug),
         parent=parent,
         upstream_bps=upstream_bps,
@@ -164,3 +168,42 @@ def model_catalog_refresh(*, model_id: int) -> None:
         file_formats=("," + ",".join(formats) + ",") if formats else "",
         parameter_count=meta.get("parameter_count"),
     )
+
+
+def model_update(*, model: Model, name: str, description: str, card: str) -> Model:
+    """Change what is said about a model (off chain); terms change on chain with `setTerms`."""
+    model.name = name or model.slug
+    model.description = description
+    model.card = card
+    model.card_data = card_front_matter(card)
+    model.full_clean()
+    model.save(update_fields=["name", "description", "card", "card_data", "updated_at"])
+    return model
+
+
+def model_register_from_tx(*, model: Model, tx_hash: str) -> Model:
+    """The vendor sent `createModel` from their own wallet: check the receipt says so, then the
+    model is live. Raises Unavailable while the chain cannot be read, Conflict while unmined."""
+    from web3.exceptions import TransactionNotFound
+
+    if model.status == Model.Status.LIVE:
+        return model
+    contract = chain.registry_contract()
+    try:
+        with chain.chain_errors():
+            try:
+                receipt = chain.web3().eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound as exc:
+                raise Conflict("the transaction is not mined yet; try again in a moment", code="transaction_pending") from exc
+    except ChainUnavailable as exc:
+        raise _chain_unavailable(exc) from exc
+    from web3.logs import DISCARD
+
+    created = [
+        e for e in contract.events.ModelCreated().process_receipt(receipt, errors=DISCARD)
+        if e["address"] == contract.address and "0x" + bytes(e["args"]["modelId"]).hex() == model.chain_model_id
+    ]
+    if receipt["status"] != 1 or not created or created[0]["args"]["vendor"] != model.vendor.address:
+        raise InvalidInput("that transaction did not register this model for your wallet", code="not_this_model")
+    Model.objects.filter(pk=model.pk).update(status=Model.Status.LIVE, error_code="", error_message="")
+    return Model.objects.get(pk=model.pk)

@@ -48,7 +48,7 @@ def test_two_relayers_at_once_never_reuse_a_nonce(chain):
         t.start()
     for t in threads:
         t.join(60)
-    assert not errors
+    assert not errors, errors
     done = list(ChainTransaction.objects.order_by("nonce"))
     assert all(t.status == "confirmed" for t in done)
     nonces = [t.nonce for t in done]

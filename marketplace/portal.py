@@ -1,0 +1,284 @@
+"""The vendor portal (/portal/...): thin views over the same services and selectors as the API.
+
+Every object is looked up through the signed-in user (a vendor sees and changes only their own
+models and drafts: anything else is a 404). The portal never holds a key: transactions and
+signatures are made in the vendor's own wallet by the page's scripts (static/marketplace/js)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta, timezone
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from registry import chain
+from royalties.selectors import format_eth, statement_build
+
+from . import selectors, services
+from .cards import render_card
+from .errors import MarketplaceError
+from .forms import ModelCreateForm, ModelEditForm, SignupForm, TermsFields, VendorForm
+from .models import Model, Version, Wallet
+
+
+def signup(request):
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, "Welcome to Hallmark. Link your wallet to publish.")
+        return redirect("portal-wallet")
+    return render(request, "marketplace/portal/signup.html", {"form": form})
+
+
+def _vendor_or_none(user):
+    return getattr(user, "vendor", None)
+
+
+def _own_model(request, slug: str) -> Model:
+    model = Model.objects.select_related("vendor", "parent__vendor").filter(vendor__user=request.user, slug=slug).first()
+    if model is None:
+        raise Http404("no such model of yours")
+    return model
+
+
+def _own_version(request, slug: str, version_id: int) -> Version:
+    version = Version.objects.select_related("model__vendor").filter(
+        pk=version_id, model__slug=slug, model__vendor__user=request.user
+    ).first()
+    if version is None:
+        raise Http404("no such draft of yours")
+    return version
+
+
+def _chain_context() -> dict:
+    try:
+        address = chain.registry_address()
+    except chain.ChainError:
+        address = ""
+    return {"chain_id": settings.CHAIN_ID, "registry_address": address}
+
+
+@login_required
+def dashboard(request):
+    vendor = _vendor_or_none(request.user)
+    wallets = list(Wallet.objects.filter(user=request.user).values_list("address", flat=True))
+    form = VendorForm(request.POST or None, wallets=wallets)
+    if request.method == "POST" and vendor is None and form.is_valid():
+        try:
+            services.vendor_register(
+                user=request.user, slug=form.cleaned_data["slug"], address=form.cleaned_data["address"],
+                display_name=form.cleaned_data["display_name"],
+            )
+        except MarketplaceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, "You are a vendor now: create your first model.")
+            return redirect("portal-home")
+    models = Model.objects.filter(vendor__user=request.user).order_by("slug") if vendor else []
+    return render(request, "marketplace/portal/dashboard.html", {"vendor": vendor, "wallets": wallets, "form": form, "models": models})
+
+
+@login_required
+def wallet(request):
+    wallets = Wallet.objects.filter(user=request.user).order_by("created_at")
+    return render(request, "marketplace/portal/wallet.html", {"wallets": wallets, **_chain_context()})
+
+
+@login_required
+def model_new(request):
+    vendor = _vendor_or_none(request.user)
+    if vendor is None:
+        messages.info(request, "Register as a vendor first.")
+        return redirect("portal-home")
+    form = ModelCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            model = services.model_create(
+                vendor=vendor, slug=data["slug"], name=data["name"], description=data["description"], card=data["card"],
+                price_wei=data["price_eth"], license_duration=data["license_duration"], parent=data["parent"],
+                upstream_bps=data["upstream_bps"],
+            )
+        except MarketplaceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect("portal-model", slug=model.slug)
+    return render(request, "marketplace/portal/model_new.html", {"form": form})
+
+
+@login_required
+def model_manage(request, slug):
+    model = _own_model(request, slug)
+    create_call = None
+    if model.status == Model.Status.AWAITING_SIGNATURE:
+        message = model.typed_data["message"]
+        create_call = chain.call_data(
+            "createModel", bytes.fromhex(message["slugHash"][2:]), int(message["price"]), int(message["licenseDuration"]),
+            bytes.fromhex(message["parentId"][2:]), int(message["upstreamBps"]),
+        )
+    terms_form = TermsFields(initial={
+        "price_eth": format_eth(model.price_wei).split(" ")[0], "perpetual": model.license_duration == 0,
+        "duration_days": model.license_duration // 86400 or None,
+    })
+    return render(request, "marketplace/portal/model_manage.html", {
+        "model": model, "versions": model.versions.order_by("-created_at"), "create_call": create_call,
+        "terms_form": terms_form, "card_html": render_card(model.card), **_chain_context(),
+    })
+
+
+@login_required
+def model_edit(request, slug):
+    model = _own_model(request, slug)
+    form = ModelEditForm(request.POST or None, initial={"name": model.name, "description": model.description, "card": model.card})
+    if request.method == "POST" and form.is_valid():
+        services.model_update(model=model, **form.cleaned_data)
+        messages.success(request, "Saved.")
+        return redirect("portal-model", slug=slug)
+    return render(request, "marketplace/portal/model_edit.html", {"model": model, "form": form})
+
+
+def _json_error(exc: MarketplaceError) -> JsonResponse:
+    return JsonResponse({"code": exc.code, "message": exc.message}, status=exc.status)
+
+
+@login_required
+@require_POST
+def model_registered(request, slug):
+    """The page sent `createModel` from the vendor's wallet: confirm it from the receipt."""
+    model = _own_model(request, slug)
+    try:
+        body = json.loads(request.body or b"{}")
+        model = services.model_register_from_tx(model=model, tx_hash=str(body.get("tx_hash", "")))
+    except MarketplaceError as exc:
+        return _json_error(exc)
+    except (ValueError, TypeError):
+        return JsonResponse({"code": "invalid_input", "message": "send {\"tx_hash\": \"0x…\"}"}, status=400)
+    return JsonResponse({"status": model.status})
+
+
+@login_required
+@require_POST
+def terms_call(request, slug):
+    """`{to, data}` of `setTerms` with the form's terms, for the vendor's wallet to send."""
+    model = _own_model(request, slug)
+    form = TermsFields(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"code": "invalid_input", "message": "check the terms", "fields": form.errors}, status=400)
+    listed = request.POST.get("listed", "on") == "on"
+    call = chain.call_data(
+        "setTerms", bytes.fromhex(model.chain_model_id[2:]), form.cleaned_data["price_eth"], form.cleaned_data["license_duration"], listed
+    )
+    return JsonResponse({**call, "from": model.vendor.address})
+
+
+@login_required
+def version_new(request, slug):
+    model = _own_model(request, slug)
+    if request.method != "POST":
+        return redirect("portal-model", slug=slug)
+    try:
+        version = services.version_create(model=model)
+    except MarketplaceError as exc:
+        messages.error(request, exc.message)
+        return redirect("portal-model", slug=slug)
+    return redirect("portal-version", slug=slug, version_id=version.pk)
+
+
+@login_required
+def version_page(request, slug, version_id):
+    version = _own_version(request, slug, version_id)
+    return render(request, "marketplace/portal/version.html", {
+        "model": version.model, "version": version, "chunk_size": settings.PORTAL_UPLOAD_CHUNK_SIZE, **_chain_context(),
+    })
+
+
+@login_required
+@require_POST
+def revoke_call(request, slug, version_id):
+    """`{to, data}` of `revokeVersion(model, version, reason)` for the vendor's wallet to send."""
+    version = _own_version(request, slug, version_id)
+    reason = (request.POST.get("reason") or "").strip()
+    if not version.number or version.status != Version.Status.LIVE:
+        return JsonResponse({"code": "invalid_state", "message": "only a live version can be revoked"}, status=409)
+    if not reason or len(reason.encode()) > 32:
+        return JsonResponse({"code": "invalid_input", "message": "give a short reason (at most 32 bytes)"}, status=400)
+    call = chain.call_data("revokeVersion", bytes.fromhex(version.model.chain_model_id[2:]), version.number, reason.encode().ljust(32, b"\0"))
+    return JsonResponse({**call, "from": version.model.vendor.address})
+
+
+def _svg_bars(days: list[tuple[date, int, int]]) -> dict:
+    """Bar chart data for the sales page, drawn as SVG by the template (no script, no CDN)."""
+    peak = max((units for _, units, _ in days), default=0) or 1
+    width = 100 / max(len(days), 1)
+    return {
+        "bars": [
+            {"x": round(i * width, 3), "w": round(width * 0.8, 3), "h": round(80 * units / peak, 3), "y": round(90 - 80 * units / peak, 3),
+             "day": d, "units": units, "revenue": format_eth(revenue)}
+            for i, (d, units, revenue) in enumerate(days)
+        ],
+        "peak": peak,
+    }
+
+
+@login_required
+def royalties_page(request):
+    vendor = _vendor_or_none(request.user)
+    addresses = list(Wallet.objects.filter(user=request.user).values_list("address", flat=True))
+    end_day = date.today()
+    start_day = end_day - timedelta(days=29)
+    start = datetime.combine(start_day, time.min, tzinfo=timezone.utc)
+    end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    statement = statement_build(addresses=addresses, start=start, end=end)
+    per_day = {start_day + timedelta(days=i): [0, 0] for i in range(30)}
+    for line in statement.lines:
+        if line.role == "vendor":
+            bucket = per_day.get(line.occurred_at.date())
+            if bucket is not None:
+                bucket[0] += 1
+                bucket[1] += int(line.amount_wei)
+    withdrawable = []
+    try:
+        contract = chain.registry_contract()
+        with chain.chain_errors():
+            for address in addresses:
+                withdrawable.append({"address": address, "wei": contract.functions.creditOf(address).call()})
+        chain_ok = True
+    except chain.ChainError:
+        chain_ok = False
+    repos = {m.chain_model_id: m.repo_id for m in Model.objects.select_related("vendor")}
+    downstream = [
+        {**r, "downstream": repos.get(r["downstream_model_id"], r["downstream_model_id"]), "yours": repos.get(r["your_model_id"], r["your_model_id"]),
+         "amount": format_eth(r["amount_wei"])}
+        for r in statement.royalties_from_downstream
+    ]
+    sales = [{**s, "repo_id": repos.get(s["model_id"], s["model_id"]), "gross": format_eth(s["gross_wei"]), "net": format_eth(s["net_to_vendor_wei"])} for s in statement.sales]
+    return render(request, "marketplace/portal/royalties.html", {
+        "vendor": vendor, "chart": _svg_bars([(d, v[0], v[1]) for d, v in per_day.items()]),
+        "sales": sales, "downstream": downstream, "statement": statement,
+        "closing": format_eth(statement.closing_balance_wei), "earned": format_eth(statement.earned_wei),
+        "withdrawable": [{**w, "eth": format_eth(w["wei"])} for w in withdrawable], "chain_ok": chain_ok,
+        "withdraw_call": chain.call_data("withdraw") if chain_ok else None,
+        "start": start_day, "end": end_day, **_chain_context(),
+    })
+
+
+def public_version_checks(model: Model, versions) -> dict[int, dict]:
+    """For the public page: each live version checked against the chain (digest, revocation)."""
+    from registry.verification import versions_on_chain
+
+    try:
+        checks = versions_on_chain([(model.chain_model_id, v.number, v.root_digest) for v in versions])
+    except chain.ChainError:
+        return {}
+    return {v.pk: check for v, check in zip(versions, checks)}
+
+
+def lineage_tree(model: Model) -> list[Model]:
+    return list(reversed(selectors.model_lineage(model=model)))
