@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run seed test compile check-artifact clean-data
+.PHONY: install run seed test compile check-artifact clean-data screenshots
+CHROMIUM ?= /usr/bin/chromium
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -26,8 +27,13 @@ run: install
 seed: install
 	$(PY) manage.py seed_demo
 
+# the browser tests drive Debian's chromium (Playwright's own browser download is not used)
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium
+
 ## test: the whole suite against PostgreSQL, Redis + a real Celery worker, anvil and the contract
-test: install
+test: install $(CHROMIUM)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -38,6 +44,13 @@ compile: node_modules/.installed
 
 check-artifact: node_modules/.installed
 	node contracts/compile.js --check
+
+## screenshots: the main pages at desktop and phone width, written to docs/screenshots/
+screenshots: install $(CHROMIUM)
+	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots \
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
+	$(PY) -m pytest tests/browser/test_pages.py -q
 
 ## clean-data: forget the local chain, database and files of `make run`
 clean-data:

@@ -123,3 +123,29 @@ def test_a_second_vendor_cannot_open_the_first_ones_draft(chain, live_server, op
     response = page.goto(f"{base}/portal/models/tiny/versions/{draft.pk}")
     assert response.status == 404
     assert page.goto(f"{base}/portal/models/tiny").status == 404
+
+
+def test_the_vendor_revokes_a_version_in_the_wallet(chain, settings, live_server, open_page, vendor, gguf_file):
+    from registry.indexer import indexer_run
+    from tests.conftest import publish
+
+    from .conftest import log_in
+
+    settings.CONFIRMATIONS = 1
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    vendor.user.set_password("correct horse battery staple 9")
+    vendor.user.save()
+    version = publish(vendor, "tiny", {"model.gguf": gguf_file.read_bytes()})
+    base = live_server.url
+    page = open_page(account=vendor.address)
+    log_in(page, base, "vendor")
+    page.goto(f"{base}/portal/models/tiny/versions/{version.pk}")
+    page.get_by_label("Reason (short)").fill("weights leaked")
+    page.get_by_role("button", name="Revoke this version").click()
+    page.get_by_text("Revocation sent").wait_for()
+    indexer_run()
+    version.refresh_from_db()
+    assert version.revoked and bytes.fromhex(version.revoked_reason[2:]).rstrip(b"\0") == b"weights leaked"
+    page.goto(f"{base}/acme/tiny")
+    assert "revoked" in page.locator(".badge").first.inner_text()
+    page.errors.check()
