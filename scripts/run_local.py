@@ -110,7 +110,10 @@ def main() -> int:
     else:
         env.pop("REDIS_URL", None)
         env["CELERY_TASK_ALWAYS_EAGER"] = "1"
-        print("Redis does not answer: tasks run eagerly inside the web process")
+        # no beat without a worker: keep the chain mirror (licences, ledger) fresh from here
+        indexer = subprocess.Popen([PY, "manage.py", "index_chain", "--loop"], cwd=ROOT, env=env)
+        children.append(("indexer", indexer))
+        print("Redis does not answer: tasks run eagerly inside the web process; the indexer runs on its own")
 
     server = subprocess.Popen([PY, "manage.py", "runserver", ADDRESS, "--noreload"], cwd=ROOT, env=env)
     children.append(("web", server))

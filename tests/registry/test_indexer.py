@@ -121,3 +121,13 @@ def test_a_digest_that_disagrees_with_the_chain_is_never_served(indexed, live_ve
     version = Version.objects.get(pk=live_version.pk)
     assert version.status == Version.Status.FAILED and version.error_code == "chain_mismatch"
     assert client.get("/acme/tiny/resolve/main/model.gguf").status_code == 404
+
+
+def test_index_chain_command_runs_the_indexer_once(indexed, live_version):
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("index_chain", stdout=out)
+    assert "indexed to block" in out.getvalue() and mirror() == chain_logs(indexed)
