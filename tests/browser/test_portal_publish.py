@@ -149,3 +149,29 @@ def test_the_vendor_revokes_a_version_in_the_wallet(chain, settings, live_server
     page.goto(f"{base}/acme/tiny")
     assert "revoked" in page.locator(".badge").first.inner_text()
     page.errors.check()
+
+
+def test_the_vendor_changes_terms_from_the_wallet(chain, settings, live_server, open_page, vendor, gguf_file):
+    from registry.indexer import indexer_run
+    from tests.conftest import publish
+
+    from .conftest import log_in
+
+    settings.CONFIRMATIONS = 1
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    vendor.user.set_password("correct horse battery staple 9")
+    vendor.user.save()
+    version = publish(vendor, "tiny", {"model.gguf": gguf_file.read_bytes()}, price=10**15)
+    base = live_server.url
+    page = open_page(account=vendor.address)
+    log_in(page, base, "vendor")
+    page.goto(f"{base}/portal/models/tiny")
+    page.get_by_label("Price (ETH)").fill("0.05")
+    page.get_by_label("Perpetual licence").uncheck()
+    page.get_by_label("Licence length (days)").fill("30")
+    page.get_by_role("button", name="Send new terms").click()
+    page.get_by_text("New terms sent").wait_for()
+    indexer_run()
+    model = Model.objects.get(pk=version.model_id)
+    assert (model.price_wei, model.license_duration, model.listed) == (5 * 10**16, 30 * 86400, True)
+    page.errors.check()
