@@ -150,8 +150,10 @@ def chain_down(chain, settings):
     reset_chain_caches()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def celery_app_configured():
+    """Route every task of this session to a queue of its own, before any task is sent: Celery
+    fixes a producer's default queue the first time it publishes."""
     from config.celery import app
 
     queue = f"hallmark-test-{uuid.uuid4().hex[:8]}"
