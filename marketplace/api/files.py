@@ -10,6 +10,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 
 from ..models import Artifact
+from ..storage import is_local, presigned_url
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 1024 * 1024
@@ -82,7 +83,17 @@ def file_response(
         for key, value in headers.items():
             response[key] = value
         return response
-    elif not byte_range and hasattr(default_storage, "path"):
+    elif not is_local():
+        # S3-compatible storage: the bytes come from there, through a short-lived signed URL;
+        # the Hugging Face client reads the file's metadata from this redirect itself
+        response = HttpResponse(status=302)
+        response["Location"] = presigned_url(artifact.storage_name)
+        on_done(0, start if byte_range else None)
+        for key, value in headers.items():
+            response[key] = value
+        response["X-Linked-Size"] = str(artifact.size)
+        return response
+    elif not byte_range:
         # a whole file: FileResponse lets the WSGI server use sendfile (no copy through Python)
         response = _SentFileResponse(open(default_storage.path(artifact.storage_name), "rb"), on_close=lambda: on_done(length, None))
         response.status_code = 200

@@ -23,6 +23,7 @@ from registry.inspection import InspectionError, file_kind
 
 from ..errors import Conflict, InvalidInput, MarketplaceError, NotFound
 from ..models import Artifact, Upload, Version
+from ..storage import is_local
 
 BLOCK = 4 * 1024 * 1024
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
@@ -177,13 +178,13 @@ def _complete(upload: Upload) -> Upload:
     name = f"artifacts/{upload.version_id}/{upload.path}"
     stored = None
     try:
-        if hasattr(default_storage, "path"):
+        if is_local():
             target_name = default_storage.get_available_name(name)
             target = default_storage.path(target_name)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.replace(source, target)  # same filesystem: no second copy of a multi-GB file
             stored = target_name
-        else:  # pragma: no cover - remote storages
+        else:  # remote storage (S3): a streamed (multipart) upload of the finished file
             with open(source, "rb") as fh:
                 stored = default_storage.save(name, File(fh))
             os.unlink(source)

@@ -7,6 +7,7 @@ import hashlib
 import os
 import tempfile
 import time
+from contextlib import ExitStack
 from typing import BinaryIO
 
 from django.conf import settings
@@ -31,6 +32,7 @@ from registry.services import TransactionFailed, transaction_enqueue, transactio
 
 from ..errors import Conflict, InvalidInput
 from ..models import Artifact, Model, Version
+from ..storage import local_copy
 from .catalog import model_catalog_refresh
 
 COPY_BLOCK = 4 * 1024 * 1024
@@ -154,23 +156,26 @@ def version_hash_and_inspect(*, version_id: int) -> Version:
     facts: dict[str, dict] = {}
     artifacts = list(version.artifacts.order_by("path"))
     try:
-        # several large files hash in parallel, one thread each, in constant memory
-        digests = sha256_files([default_storage.path(a.storage_name) for a in artifacts])
-        for artifact, (sha, size) in zip(artifacts, digests):
-            if artifact.sha256 and artifact.sha256 != sha:
-                raise InspectionError(artifact.path, "stored bytes differ from the bytes received", code="storage_corrupted")
-            declared = (version.declared_files or {}).get(artifact.path)
-            if declared is not None and declared != sha:
-                raise InspectionError(
-                    artifact.path,
-                    f"its sha256 is {sha}, but {declared} was declared: the file changed on the way; upload it again",
-                    code="declared_digest_mismatch",
+        with ExitStack() as stack:
+            # a local path per file (remote storage: a streamed temporary copy), then several
+            # large files hash in parallel, one thread each, in constant memory
+            paths = [stack.enter_context(local_copy(a.storage_name)) for a in artifacts]
+            digests = sha256_files(paths)
+            for artifact, path, (sha, size) in zip(artifacts, paths, digests):
+                if artifact.sha256 and artifact.sha256 != sha:
+                    raise InspectionError(artifact.path, "stored bytes differ from the bytes received", code="storage_corrupted")
+                declared = (version.declared_files or {}).get(artifact.path)
+                if declared is not None and declared != sha:
+                    raise InspectionError(
+                        artifact.path,
+                        f"its sha256 is {sha}, but {declared} was declared: the file changed on the way; upload it again",
+                        code="declared_digest_mismatch",
+                    )
+                facts[artifact.path] = inspect_file(path, artifact.path)
+                Artifact.objects.filter(pk=artifact.pk).update(
+                    sha256=sha, size=size, file_format=facts[artifact.path]["format"], inspection=facts[artifact.path]
                 )
-            facts[artifact.path] = inspect_file(default_storage.path(artifact.storage_name), artifact.path)
-            Artifact.objects.filter(pk=artifact.pk).update(
-                sha256=sha, size=size, file_format=facts[artifact.path]["format"], inspection=facts[artifact.path]
-            )
-            files.append(FileDigest(artifact.path, sha, size))
+                files.append(FileDigest(artifact.path, sha, size))
     except InspectionError as exc:
         Version.objects.filter(pk=version.pk).update(
             status=Version.Status.REJECTED, error_code=exc.code, error_message=str(exc)
