@@ -19,7 +19,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
@@ -103,6 +105,23 @@ def reset_peak_rss(pids: list[int]) -> bool:
     return ok
 
 
+@contextmanager
+def throwaway_postgres(name: str, server: str = "postgres://postgres@127.0.0.1:5432"):
+    """Create database `name` on `server` (createdb), yield its URL, drop it at the end (dropdb
+    --force), also after an error. Refuses a name without "bench" in it: it is dropped."""
+    if "bench" not in name:
+        raise ValueError(f"refusing to use database {name!r}: a throw-away database's name must contain 'bench'")
+    parts = urlparse(server)
+    conn = ["-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres"]
+    env = {**os.environ, **({"PGPASSWORD": parts.password} if parts.password else {})}
+    subprocess.run(["dropdb", *conn, "--if-exists", "--force", name], check=True, env=env, capture_output=True)
+    subprocess.run(["createdb", *conn, name], check=True, env=env, capture_output=True)
+    try:
+        yield f"{server.rstrip('/')}/{name}"
+    finally:
+        subprocess.run(["dropdb", *conn, "--if-exists", "--force", name], env=env, capture_output=True)
+
+
 def load_note() -> str:
     try:
         one, five, _ = Path("/proc/loadavg").read_text().split()[:3]
@@ -142,9 +161,11 @@ class Stack:
 
     # ---------------------------------------------------------------------------- children
 
-    def spawn(self, name: str, args: list[str], **kwargs) -> subprocess.Popen:
+    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        """Start a child logging to logs/<name>.log; `extra_env` is added to `self.env` for it alone."""
         log = open(self.dir / "logs" / f"{name}.log", "wb")
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+        env = {**self.env, **(extra_env or {})}
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, **kwargs)
         log.close()
         self.children.append(proc)
         return proc
