@@ -128,9 +128,15 @@ class ResolveView(APIView):
                 )
             grant = services.download_authorize(user=request.user, version=version)
         except MarketplaceError as exc:
-            services.download_record(**record, version=version, artifact=artifact, status_code=exc.status, error_code=exc.code)
+            if request.method == "GET":  # every download attempt is recorded; a HEAD is not one
+                services.download_record(**record, version=version, artifact=artifact, status_code=exc.status, error_code=exc.code)
             return error_response(exc.code, exc.message, exc.status, exc.headers)
 
+        if request.method != "GET":
+            return file_response(
+                artifact, commit=version.commit_sha, method=request.method,
+                range_header=request.META.get("HTTP_RANGE"), on_done=lambda sent, start: None,
+            )
         download = services.download_record(
             **record, version=version, artifact=artifact, grant=grant, status_code=200
         )

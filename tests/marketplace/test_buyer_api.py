@@ -119,6 +119,7 @@ def test_downloads_are_rate_limited_per_token(chain, settings, live_version, mak
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {buyer.token}")
     assert [client.head("/acme/tiny/resolve/main/model.gguf").status_code for _ in range(2)] == [200, 200]
+    assert not Download.objects.filter(method="HEAD").exists()  # metadata requests are not downloads
     limited = client.get("/acme/tiny/resolve/main/model.gguf")
     assert limited.status_code == 429 and limited.json()["code"] == "rate_limited" and int(limited["Retry-After"]) > 0
 
