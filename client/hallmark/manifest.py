@@ -136,16 +136,28 @@ def metadata_digest(metadata: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(metadata)).hexdigest()
 
 
-def hash_directory(directory: str | os.PathLike[str]) -> list[FileDigest]:
-    """Hash every regular file under `directory` in parallel (symlinks refused, OMS ignore paths skipped)."""
+def _excluded(rel: str, exclude: tuple[str, ...]) -> bool:
+    return any(rel == e or rel.startswith(e + "/") for e in exclude)
+
+
+def hash_directory(directory: str | os.PathLike[str], *, exclude: Iterable[str] = ()) -> list[FileDigest]:
+    """Hash every regular file under `directory` in parallel (symlinks refused, OMS ignore paths skipped).
+
+    `exclude`: relative POSIX paths (files or folders) to leave out as well, e.g. a tool's own
+    state folder (`.hallmark`); empty by default, so the OMS rule alone decides.
+    """
     base = Path(directory)
+    skipped = tuple(e.strip("/") for e in exclude if e.strip("/"))
     found: list[tuple[str, Path]] = []
     for root, dirs, names in os.walk(base):
         rel_root = Path(root).relative_to(base)
-        dirs[:] = sorted(d for d in dirs if not (rel_root == Path(".") and d in IGNORE_PATHS))
+        dirs[:] = sorted(
+            d for d in dirs
+            if not (rel_root == Path(".") and d in IGNORE_PATHS) and not _excluded((rel_root / d).as_posix(), skipped)
+        )
         for filename in sorted(names):
             rel = (rel_root / filename).as_posix()
-            if rel in IGNORE_PATHS:
+            if rel in IGNORE_PATHS or _excluded(rel, skipped):
                 continue
             full = Path(root) / filename
             if full.is_symlink():

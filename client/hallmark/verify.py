@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .manifest import FileDigest, hash_directory, metadata_digest, root_digest
 
@@ -97,6 +97,7 @@ def verify_directory(
     metadata: dict[str, Any] | None = None,
     from_block: int = 0,
     timeout: float = 10.0,
+    exclude: Iterable[str] = (),
 ) -> Verification:
     """Check the files in `directory` are exactly version `version` of `model_id` as signed on chain.
 
@@ -104,6 +105,7 @@ def verify_directory(
     its digest equals the `metadataDigest` signed on chain, its file list (names, sizes, digests)
     is authenticated too, so a renamed file is caught and a mismatch is explained file by file.
     A `manifest` alone authenticates digests (through the root) but not names.
+    `exclude` leaves tool state folders out of the hashed files (see `hash_directory`).
     """
     import requests
     from web3.exceptions import Web3Exception
@@ -113,7 +115,7 @@ def verify_directory(
     raw_id = _model_id_bytes(model_id)
     model_hex = "0x" + raw_id.hex()
     result = Verification(Outcome.VERIFIED, "", model_hex, int(version))
-    local = hash_directory(directory)
+    local = hash_directory(directory, exclude=exclude)
     result.local_root = root_digest(local) if local else None
 
     try:
