@@ -1,0 +1,100 @@
+"""`hallmark`: the command-line client for vendors and edge devices.
+
+    hallmark login   [--endpoint URL]                      Sign-In with Ethereum, keep the API token
+    hallmark publish DIR --model vendor/name [--no-wait]   hash, upload, sign and publish a version
+    hallmark buy     vendor/name [--licensee 0x…] [--yes]  pay for a licence from your own key
+    hallmark pull    vendor/name [--revision v3] [--dir D] download, then verify against the chain
+    hallmark verify  DIR MODEL@VERSION --rpc URL --registry 0x…   check files against the chain
+
+Exit codes: 0 success, 1 failure, 2 usage error; `verify` and `pull` exit with the verification
+outcome (3 tampered, 4 files differ, 5 revoked, 6 unknown model or version, 7 chain unreachable,
+8 signer mismatch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .console import USAGE, CommandError
+
+COMMANDS = ("login", "publish", "buy", "pull", "verify")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hallmark",
+        description="Hallmark: publish, buy, download and verify edge models with on-chain provenance.",
+        epilog="Environment: HALLMARK_ENDPOINT, HALLMARK_TOKEN, HALLMARK_CONFIG_DIR, HALLMARK_PRIVATE_KEY, HALLMARK_KEYSTORE, "
+        "HALLMARK_KEYSTORE_PASSWORD, HALLMARK_RPC_URL, HALLMARK_REGISTRY_ADDRESS. See docs/cli.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"hallmark {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    marketplace = argparse.ArgumentParser(add_help=False)
+    marketplace.add_argument("--endpoint", metavar="URL", help="the marketplace (default: $HALLMARK_ENDPOINT, else the last login's)")
+    key = argparse.ArgumentParser(add_help=False)
+    key.add_argument("--keystore", metavar="PATH", help="encrypted JSON keystore (default: $HALLMARK_KEYSTORE; "
+                     "password from $HALLMARK_KEYSTORE_PASSWORD or a prompt), else $HALLMARK_PRIVATE_KEY")
+    chain = argparse.ArgumentParser(add_help=False)
+    chain.add_argument("--rpc", metavar="URL", help="Ethereum JSON-RPC endpoint (default: $HALLMARK_RPC_URL)")
+    wait = argparse.ArgumentParser(add_help=False)
+    wait.add_argument("--timeout", type=float, default=3600, metavar="SECONDS", help="give up waiting after this long (default 3600)")
+
+    login = sub.add_parser("login", parents=[marketplace, key], help="sign in with Ethereum and keep the API token")
+    login.add_argument("--show-token", action="store_true", help="also print the new token (it is saved either way)")
+
+    publish = sub.add_parser("publish", parents=[marketplace, key, wait], help="publish the files of DIR as a new version")
+    publish.add_argument("directory", metavar="DIR")
+    publish.add_argument("--model", required=True, metavar="VENDOR/NAME", help="a model you registered already")
+    publish.add_argument("--no-wait", action="store_true", help="return once the signature is accepted, before the chain confirms")
+    publish.add_argument("--draft", type=int, metavar="ID", help="continue this draft (e.g. one uploaded in the portal) instead of a new one")
+
+    buy = sub.add_parser("buy", parents=[marketplace, key, chain, wait], help="buy a licence, paid from your key")
+    buy.add_argument("repo", metavar="VENDOR/NAME")
+    buy.add_argument("--licensee", metavar="0x…", help="the wallet that gets the licence (default: your key's address)")
+    buy.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    verify_options = argparse.ArgumentParser(add_help=False)
+    verify_options.add_argument("--registry", metavar="0x…", help="the ModelRegistry address (default: $HALLMARK_REGISTRY_ADDRESS)")
+    verify_options.add_argument("--json", action="store_true", help="print the verification as JSON")
+
+    pull = sub.add_parser("pull", parents=[marketplace, chain, verify_options], help="download a version and verify it on chain")
+    pull.add_argument("repo", metavar="VENDOR/NAME")
+    pull.add_argument("--revision", default="main", help="main (default), v<N> or a 40-hex commit id")
+    pull.add_argument("--dir", metavar="DIR", help="where the files go (default: ./<name>)")
+    pull.add_argument("--no-verify", action="store_true", help="skip the check against the chain (not recommended)")
+
+    verify = sub.add_parser("verify", parents=[marketplace, chain, verify_options], help="check files against the chain")
+    verify.add_argument("directory", metavar="DIR")
+    verify.add_argument("spec", metavar="MODEL@VERSION", help="0x<model id>@3, 0x<vendor address>/<slug>@v3, or vendor/name@v3 with --endpoint")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .api import ApiError
+
+    command = importlib.import_module(f".commands.{args.command}", __package__)
+    try:
+        return command.run(args)
+    except CommandError as exc:
+        prefix = f"hallmark {args.command}: error: " if exc.exit_code == USAGE else "error: "
+        print(prefix + str(exc), file=sys.stderr)
+        return exc.exit_code
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

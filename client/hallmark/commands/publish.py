@@ -1,0 +1,202 @@
+"""`hallmark publish DIR --model vendor/name`: hash locally, upload (tus, resumable), let the
+server hash and inspect, check the message to sign against the local hashes, sign, wait for live.
+
+A re-run with the same files continues the same draft: its id and the tus upload URLs are kept
+in the config folder until the version is live (or rejected).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+
+from .. import config
+from ..api import Api, ApiError
+from ..console import CommandError, say, usage
+from ..eip712 import bytes32_hex, compute_model_id, sign_typed_data
+from ..errors import ProvenanceError
+from ..keys import load_account
+from ..manifest import FileDigest, canonical_json, hash_directory, metadata_digest, root_digest
+from ..upload import upload_file
+from .common import STATE_FOLDERS, api, repo_id
+
+POLL_SECONDS = 0.5
+WAITING = {"hashing", "pending_chain"}
+
+
+def run(args) -> int:
+    vendor_slug, slug = repo_id(args.model)
+    folder = Path(args.directory)
+    if not folder.is_dir():
+        raise usage(f"{folder} is not a directory")
+    client = api(args, token_required=True)
+    account = load_account(args.keystore)
+    model = _model(client, vendor_slug, slug, account)
+
+    say(f"hashing {folder} …")
+    try:
+        files = hash_directory(folder, exclude=STATE_FOLDERS)
+    except ProvenanceError as exc:
+        raise CommandError(f"{exc} [{exc.code}]") from None
+    if not files:
+        raise CommandError(f"{folder} has no files to publish")
+    root = root_digest(files)
+    for f in files:
+        say(f"  {f.sha256}  {f.size:>12}  {f.name}")
+    say(f"root digest: 0x{root}")
+
+    base = f"/api/v1/vendor/models/{slug}/versions"
+    state = config.UploadState()
+    draft_key = _draft_key(client.endpoint, args.model, files)
+    version = _open_draft(client, base, state, draft_key, files, args.draft)
+    upload_prefix = f"{client.endpoint}|{args.model}|{version['id']}|"
+    deadline = time.monotonic() + args.timeout
+
+    if version["status"] == "draft":
+        _upload(client, base, version, folder, files, state, upload_prefix)
+        say(f"finalizing draft #{version['id']}: the server hashes and inspects the files …")
+        version = client.post(f"{base}/{version['id']}/finalize")
+    version = _wait(client, base, version, {"hashing"}, deadline)
+
+    signed = False
+    for _attempt in range(3):
+        if version["status"] != "awaiting_signature":
+            break
+        _check_before_signing(version, files, root, model, account, slug)
+        signature = sign_typed_data(version["typed_data"], account.key)
+        try:
+            version = client.post(f"{base}/{version['id']}/signature", json={"signature": signature})
+            signed = True
+        except ApiError as exc:
+            if exc.code not in ("stale_signature_request", "signature_expired"):
+                raise
+            say("the message to sign changed on the server (another version, or it expired): checking the new one")
+            version = client.get(f"{base}/{version['id']}")
+    if signed:
+        say(f"signed PublishVersion for {args.model} version {version.get('number')} with {account.address}")
+
+    if version["status"] in ("rejected", "failed"):
+        state.forget(draft_key, upload_prefix)
+        error = version.get("error") or {}
+        raise CommandError(f"draft #{version['id']} was {version['status']}: {error.get('message')} [{error.get('code')}]")
+    if args.no_wait and version["status"] == "pending_chain":
+        say(f"version {version['number']} is on its way to the chain; `hallmark publish` again (same files) to follow it")
+        return 0
+    version = _wait(client, base, version, WAITING, deadline)
+    if version["status"] != "live":
+        state.forget(draft_key, upload_prefix)
+        error = version.get("error") or {}
+        raise CommandError(f"draft #{version['id']} is {version['status']}: {error.get('message')} [{error.get('code')}]")
+    state.forget(draft_key, upload_prefix)
+    say(f"live: {args.model} v{version['number']}")
+    say(f"  root digest  0x{version['root_digest']}")
+    say(f"  transaction  {version['transaction_hash']}")
+    say(f"  block        {version['published_block']}")
+    return 0
+
+
+def _model(client: Api, vendor_slug: str, slug: str, account: LocalAccount) -> dict:
+    try:
+        model = client.get(f"/api/v1/vendor/models/{slug}")
+    except ApiError as exc:
+        if exc.code == "model_not_found":
+            raise CommandError(
+                f"{vendor_slug}/{slug} is not one of your models: register it first in the web portal "
+                "or with POST /api/v1/vendor/models, then publish its versions here"
+            ) from None
+        raise
+    if model["vendor"] != vendor_slug:
+        raise CommandError(f"{vendor_slug}/{slug} does not exist for your vendor account ({model['vendor']}/{slug} does)")
+    if model["status"] != "live":
+        raise CommandError(f"{model['repo_id']} is not registered on chain yet (status {model['status']}): finish that in the portal first")
+    if model["vendor_address"].lower() != account.address.lower():
+        raise CommandError(f"your key is {account.address}, but {model['repo_id']} is signed by the vendor wallet {model['vendor_address']}")
+    return model
+
+
+def _draft_key(endpoint: str, repo: str, files: list[FileDigest]) -> str:
+    listing = canonical_json([[f.name, f.sha256, f.size] for f in files])
+    return f"{endpoint}|{repo}|{hashlib.sha256(listing).hexdigest()}"
+
+
+def _open_draft(client: Api, base: str, state: config.UploadState, key: str, files: list[FileDigest], draft_id: int | None) -> dict:
+    """The given draft, else the one an earlier run left for the same files, else a new one
+    declaring the local digests (the server rejects the version if any file differs)."""
+    if draft_id is not None:
+        return client.get(f"{base}/{draft_id}")
+    earlier = state.draft(key)
+    if earlier is not None:
+        try:
+            version = client.get(f"{base}/{earlier}")
+        except ApiError as exc:
+            if exc.code != "version_not_found":
+                raise
+        else:
+            if version["status"] not in ("rejected", "failed"):
+                say(f"resuming draft #{version['id']} ({version['status']})")
+                return version
+    declared = [{"path": f.name, "sha256": f.sha256, "size": f.size} for f in files]
+    version = client.post(base, json={"files": declared})
+    state.set_draft(key, version["id"])
+    say(f"draft #{version['id']} opened")
+    return version
+
+
+def _upload(client: Api, base: str, version: dict, folder: Path, files: list[FileDigest], state: config.UploadState, prefix: str) -> None:
+    done = {f["path"] for f in version["files"]}
+    creation = client.url(f"{base}/{version['id']}/uploads")
+    say(f"uploading {len([f for f in files if f.name not in done])} file(s) to draft #{version['id']} (tus, resumable)")
+    for f in files:
+        if f.name in done:
+            say(f"{f.name}: already uploaded")
+            continue
+        key = f"{prefix}{f.name}|{f.sha256}"
+        upload_file(
+            creation, client.token, folder / f.name, f.name,
+            stored_url=state.upload_url(key), remember=lambda url, key=key: state.set_upload_url(key, url),
+        )
+
+
+def _wait(client: Api, base: str, version: dict, waiting: set[str], deadline: float) -> dict:
+    shown = None
+    while version["status"] in waiting:
+        if version["status"] != shown:
+            shown = version["status"]
+            say(f"draft #{version['id']}: {shown} …")
+        if time.monotonic() > deadline:
+            raise CommandError(f"gave up waiting (--timeout): draft #{version['id']} is still {version['status']}; run again to resume")
+        time.sleep(POLL_SECONDS)
+        version = client.get_retrying(f"{base}/{version['id']}")
+    return version
+
+
+def _check_before_signing(version: dict, files: list[FileDigest], root: str, model: dict, account: LocalAccount, slug: str) -> None:
+    """Refuse to sign anything but exactly the files hashed here, for this model."""
+    typed = version.get("typed_data") or {}
+    message = typed.get("message") or {}
+
+    def refuse(why: str) -> CommandError:
+        return CommandError(f"refusing to sign draft #{version['id']}: {why}")
+
+    if typed.get("primaryType") != "PublishVersion":
+        raise refuse(f"the server asks to sign {typed.get('primaryType')!r}, not PublishVersion")
+    try:
+        signed_root = bytes32_hex(message["rootDigest"])
+        signed_model = bytes32_hex(message["modelId"])
+        signed_metadata = bytes32_hex(message["metadataDigest"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise refuse(f"the message to sign is malformed ({exc})") from None
+    if signed_root != "0x" + root:
+        raise refuse(f"its root digest {signed_root} is not the one computed here (0x{root}): the files on the server are not yours")
+    expected_model = compute_model_id(account.address, slug)
+    if signed_model != expected_model:
+        raise refuse(f"its model id {signed_model} is not {expected_model} ({account.address}, {slug!r})")
+    metadata = version.get("metadata") or {}
+    if "0x" + metadata_digest(metadata) != signed_metadata:
+        raise refuse("the metadata digest to sign does not match the metadata the server shows")
+    listed = sorted((f.get("path"), f.get("sha256"), f.get("size")) for f in metadata.get("files", []))
+    if listed != sorted((f.name, f.sha256, f.size) for f in files):
+        raise refuse("the signed file list (names, digests, sizes) differs from the files here")

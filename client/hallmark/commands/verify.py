@@ -1,0 +1,122 @@
+"""`hallmark verify DIR MODEL@VERSION --rpc URL --registry ADDRESS`: check local files against
+the chain alone. MODEL is the 0x model id, `<0x vendor address>/<slug>`, or (with a marketplace
+endpoint) `vendor/name`, resolved to its model id and then checked on chain all the same.
+
+The exit code is the outcome (hallmark.verify.Outcome): 0 verified, 3 tampered, 4 files differ,
+5 revoked, 6 unknown model or version, 7 chain unreachable, 8 signer mismatch; 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from eth_utils import to_checksum_address
+
+from .. import config
+from ..api import Api, ApiError
+from ..console import CommandError, say, usage
+from ..eip712 import compute_model_id
+from ..errors import ProvenanceError
+from ..verify import Outcome, Verification, verify_directory
+from .common import REPO_ID, STATE_FOLDERS
+
+MODEL_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+VERSION = re.compile(r"^[vV]?([0-9]{1,9})$")
+SAVED = Path(".hallmark") / "version.json"
+
+
+def run(args) -> int:
+    folder = Path(args.directory)
+    if not folder.is_dir():
+        raise usage(f"{folder} is not a directory")
+    model_text, at, version_text = args.spec.rpartition("@")
+    match = VERSION.match(version_text)
+    if not at or not model_text or not match:
+        raise usage(f"{args.spec!r}: write MODEL@VERSION, e.g. 0x<model id>@3, 0x<vendor>/<slug>@v3 or vendor/name@v3")
+    rpc_url, registry = chain_options(args)
+    try:
+        model_id = resolve_model(model_text, args)
+    except ApiError as exc:
+        if exc.status == 404:
+            return report(_unknown(model_text, int(match.group(1)), f"the marketplace has no model {model_text}: {exc.message}"), args.json)
+        raise
+    return check(folder, model_id, int(match.group(1)), rpc_url, registry, as_json=args.json)
+
+
+def chain_options(args, registry_fallback: str | None = None) -> tuple[str, str]:
+    rpc_url = args.rpc or os.environ.get("HALLMARK_RPC_URL")
+    registry = args.registry or os.environ.get("HALLMARK_REGISTRY_ADDRESS") or registry_fallback
+    if not rpc_url:
+        raise usage("verification reads the chain: pass --rpc URL or set HALLMARK_RPC_URL")
+    if not registry:
+        raise usage("which ModelRegistry? pass --registry 0x… or set HALLMARK_REGISTRY_ADDRESS")
+    if not ADDRESS.match(registry):
+        raise usage(f"{registry!r} is not a contract address (0x and 40 hex characters)")
+    return rpc_url, to_checksum_address(registry)
+
+
+def resolve_model(text: str, args) -> str:
+    if MODEL_ID.match(text):
+        return text.lower()
+    vendor, _, slug = text.partition("/")
+    if ADDRESS.match(vendor) and slug:
+        return compute_model_id(vendor, slug)
+    if REPO_ID.match(text):
+        endpoint = config.default_endpoint(args.endpoint)
+        if not endpoint:
+            raise usage(f"{text!r} is a marketplace name: pass --endpoint URL to look it up, or give the 0x model id or <0x vendor>/<slug>")
+        model_id = Api(endpoint).get(f"/api/v1/models/{text}")["model_id"]
+        if not model_id or not MODEL_ID.match(model_id):
+            raise CommandError(f"the marketplace gave no model id for {text}")
+        return model_id.lower()
+    raise usage(f"{text!r} is not a model: give the 0x model id, <0x vendor address>/<slug>, or vendor/name with --endpoint")
+
+
+def saved_version(folder: Path, model_id: str, version: int) -> dict:
+    """What `hallmark pull` saved beside the files, if it is about this model and version. Its
+    metadata is trusted only when its digest is the one signed on chain (verify_directory checks)."""
+    try:
+        saved = json.loads((folder / SAVED).read_text())
+    except (OSError, ValueError):
+        return {}
+    if str(saved.get("model_id", "")).lower() != model_id.lower() or saved.get("version") != version:
+        return {}
+    return saved
+
+
+def check(folder: Path, model_id: str, version: int, rpc_url: str, registry: str, *, as_json: bool) -> int:
+    saved = saved_version(folder, model_id, version)
+    try:
+        result = verify_directory(
+            folder, rpc_url=rpc_url, registry_address=registry, model_id=model_id, version=version,
+            manifest=saved.get("manifest"), metadata=saved.get("metadata"), exclude=STATE_FOLDERS,
+        )
+    except ProvenanceError as exc:  # a symbolic link or an unsafe file name in the folder
+        result = Verification(Outcome.FILES_DIFFER, f"{exc} [{exc.code}]", model_id, version)
+    return report(result, as_json)
+
+
+def _unknown(model: str, version: int, message: str) -> Verification:
+    return Verification(Outcome.UNKNOWN_VERSION, message, model, version)
+
+
+def report(result: Verification, as_json: bool) -> int:
+    if as_json:
+        say(json.dumps(result.as_dict(), indent=2))
+        return int(result.outcome)
+    name = result.outcome.name.lower()
+    say(result.message if result.message.startswith(f"{name}:") else f"{name}: {result.message}")
+    rows = [
+        ("model", result.model_id), ("version", result.version), ("vendor", result.vendor), ("signer", result.signer),
+        ("local root", result.local_root and "0x" + result.local_root),
+        ("chain root", result.chain_root and "0x" + result.chain_root),
+        ("tampered", ", ".join(result.tampered)), ("missing", ", ".join(result.missing)), ("extra", ", ".join(result.extra)),
+    ]
+    for label, value in rows:
+        if value not in (None, ""):
+            say(f"  {label:<11} {value}")
+    return int(result.outcome)
