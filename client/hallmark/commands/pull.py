@@ -30,9 +30,13 @@ def run(args) -> int:
         entry = _version_entry(detail, commit)
         say(f"downloading {repo} v{entry['number']} (commit {commit}) into {folder}")
         snapshot_download(repo, revision=commit, endpoint=client.endpoint, token=client.token, local_dir=folder)
+    except CommandError:
+        raise
     except HfHubHTTPError as exc:
-        code = exc.response.headers.get("X-Error-Code") if exc.response is not None else None
-        raise CommandError(f"the download failed: {str(exc).splitlines()[0]}" + (f" [{code}]" if code else "")) from None
+        raise CommandError(f"the download failed: {_server_error(exc)}") from None
+    except Exception as exc:  # connection failures (httpx or requests, by huggingface_hub version), a full disk, …
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        raise CommandError(f"the download failed: {exc.__class__.__name__}: {first_line}; run the same command again to resume") from None
     saved = _save(folder, client.endpoint, repo, detail, entry, commit, args.revision)
     say(f"saved {saved}")
     if args.no_verify:
@@ -44,6 +48,21 @@ def run(args) -> int:
     if not (args.registry or os.environ.get("HALLMARK_REGISTRY_ADDRESS")):
         say(f"registry {registry} as the marketplace reports it; pin your own with --registry or HALLMARK_REGISTRY_ADDRESS")
     return verify.check(folder, detail["model_id"], entry["number"], rpc_url, registry, as_json=args.json)
+
+
+def _server_error(exc) -> str:
+    """The marketplace's error behind a huggingface_hub HTTP error: `{"code", "message"}` in the
+    body, or in `X-Error-Code` / `X-Error-Message` (HEAD answers have no body)."""
+    response = getattr(exc, "response", None)
+    try:
+        body = response.json()
+        return f"{body['message']} [{body['code']}]"
+    except Exception:
+        pass
+    headers = response.headers if response is not None else {}
+    message = headers.get("X-Error-Message") or str(exc).splitlines()[0]
+    code = headers.get("X-Error-Code")
+    return message + (f" [{code}]" if code else "")
 
 
 def _version_entry(detail: dict, commit: str) -> dict:
