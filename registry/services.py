@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
@@ -263,14 +264,23 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
         with chain_errors():
             gas = call.estimate_gas(params)
     except ContractReverted as exc:
-        _mark_failed(tx.pk, exc.error_name, str(exc))
+        current = ChainTransaction.objects.get(pk=tx.pk)
+        if current.status != ChainTransaction.Status.QUEUED:
+            return current  # another worker sent it meanwhile: that is why this call would revert now
+        _mark_failed(tx.pk, exc.error_name, str(exc), only_if_queued=True)
         raise TransactionFailed(str(exc), error_code=exc.error_name) from exc
     with chain_errors():
         fees = _fees(w3)
         chain_nonce = w3.eth.get_transaction_count(account.address, "pending")
     with transaction.atomic():
+        # Claim the row with a write first: PostgreSQL locks the row, SQLite the database, so a
+        # second worker waits here and then sees it signed (SELECT ... FOR UPDATE alone is a
+        # no-op on SQLite, where two workers could otherwise both sign).
+        claimed = ChainTransaction.objects.filter(
+            pk=tx.pk, status=ChainTransaction.Status.QUEUED, raw_transaction=""
+        ).update(attempts=F("attempts") + 1)
         locked = ChainTransaction.objects.select_for_update().get(pk=tx.pk)
-        if locked.status != ChainTransaction.Status.QUEUED:
+        if not claimed:
             return locked  # another worker signed it meanwhile
         counter, _ = RelayerNonce.objects.get_or_create(address=account.address)
         counter = RelayerNonce.objects.select_for_update().get(pk=counter.pk)
@@ -286,7 +296,6 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
         locked.raw_transaction = "0x" + bytes(signed.raw_transaction).hex()
         locked.tx_hash = "0x" + bytes(signed.hash).hex()
         locked.status = ChainTransaction.Status.SIGNED
-        locked.attempts += 1
         locked.save()
         counter.next_nonce = nonce + 1
         counter.save(update_fields=["next_nonce", "updated_at"])
@@ -354,10 +363,11 @@ def _mark_confirmed(pk: int, receipt: Any) -> ChainTransaction:
     return tx
 
 
-def _mark_failed(pk: int, error_code: str, message: str) -> None:
-    ChainTransaction.objects.filter(pk=pk).exclude(status=ChainTransaction.Status.CONFIRMED).update(
-        status=ChainTransaction.Status.FAILED, error_code=error_code[:64], error_message=message
-    )
+def _mark_failed(pk: int, error_code: str, message: str, only_if_queued: bool = False) -> None:
+    rows = ChainTransaction.objects.filter(pk=pk).exclude(status=ChainTransaction.Status.CONFIRMED)
+    if only_if_queued:
+        rows = rows.filter(status=ChainTransaction.Status.QUEUED, raw_transaction="")
+    rows.update(status=ChainTransaction.Status.FAILED, error_code=error_code[:64], error_message=message)
 
 
 __all__ = [

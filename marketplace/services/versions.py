@@ -259,7 +259,7 @@ def version_anchor(*, version_id: int) -> Version:
     try:
         tx = transaction_process(transaction_id=version.publish_transaction_id)
     except TransactionFailed as exc:
-        Version.objects.filter(pk=version.pk).update(
+        Version.objects.filter(pk=version.pk, status=Version.Status.PENDING_CHAIN).update(
             status=Version.Status.FAILED, number=None, error_code=exc.error_code, error_message=str(exc)
         )
         return Version.objects.get(pk=version.pk)
@@ -273,7 +273,7 @@ def version_anchor(*, version_id: int) -> Version:
                 error_message="the chain recorded a different version or digest than this one",
             )
             return Version.objects.get(pk=version.pk)
-    Version.objects.filter(pk=version.pk).update(
+    Version.objects.filter(pk=version.pk, number__isnull=False).exclude(status=Version.Status.LIVE).update(
         status=Version.Status.LIVE, published_block=tx.block_number, error_code="", error_message=""
     )
     model_catalog_refresh(model_id=version.model_id)

@@ -79,3 +79,27 @@ def test_a_call_that_would_revert_fails_without_taking_a_nonce(chain):
     assert caught.value.error_code == "InvalidSigner"
     row.refresh_from_db()
     assert row.status == "failed" and row.nonce is None and "InvalidSigner" in row.error_message
+
+
+def test_two_workers_on_the_same_row_send_one_transaction(chain):
+    row = transaction_enqueue(idempotency_key="same", function="createModelBySig", args=create_model_call(chain.keys[1], "same"))
+    relayer = chain_mod.relayer_account().address
+    before = chain_mod.web3().eth.get_transaction_count(relayer)
+    results, errors = [], []
+
+    def relay():
+        try:
+            results.append(transaction_process(transaction_id=row.pk))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=relay) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert {r.status for r in results} == {"confirmed"} and len({r.tx_hash for r in results}) == 1
+    assert chain_mod.web3().eth.get_transaction_count(relayer) == before + 1
