@@ -151,6 +151,8 @@ CONFIRMATIONS = env.int("CONFIRMATIONS", default=1)
 PLATFORM_FEE_BPS = env.int("PLATFORM_FEE_BPS", default=250)
 RECEIPT_TIMEOUT = env.float("RECEIPT_TIMEOUT", default=120.0)
 SIGNATURE_TTL_SECONDS = env.int("SIGNATURE_TTL_SECONDS", default=24 * 3600)
+# the RPC URL published to clients (GET /api/v1/chain); empty: don't publish one
+PUBLIC_CHAIN_RPC_URL = env.str("PUBLIC_CHAIN_RPC_URL", default=CHAIN_RPC_URL if CHAIN_ID == 31337 else "")
 REGISTRY_DEPLOY_BLOCK = env.int("REGISTRY_DEPLOY_BLOCK", default=0)  # else read from the deployment record
 INDEXER_MAX_RANGE = env.int("INDEXER_MAX_RANGE", default=2000)
 # modules with apply(events) / rollback(events), called by the indexer in its transaction

@@ -53,6 +53,7 @@ def version_data(version: Version, *, with_signing: bool = False) -> dict:
         "error": {"code": version.error_code, "message": version.error_message} if version.error_code else None,
     }
     if with_signing:
+        data["declared_files"] = version.declared_files
         data["manifest"] = version.manifest
         data["typed_data"] = version.typed_data if version.status == Version.Status.AWAITING_SIGNATURE else None
     return data

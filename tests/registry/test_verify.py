@@ -127,3 +127,9 @@ def test_a_rename_is_caught_only_with_the_signed_metadata(chain, live_version, f
     assert signed.outcome is Outcome.FILES_DIFFER and signed.missing == ["model.gguf"]
     forged = dict(live_version.metadata, files=[{"path": "tokenizer.json", "sha256": live_version.artifacts.get().sha256, "size": 1}])
     assert verify_directory(files, metadata=forged, **args).outcome is Outcome.VERIFIED  # unsigned metadata is ignored
+
+
+def test_chain_info_tells_clients_where_to_check(chain, settings, client):
+    settings.PUBLIC_CHAIN_RPC_URL = "https://rpc.example"
+    body = client.get("/api/v1/chain").json()
+    assert body == {"chain_id": 31337, "registry_address": chain.address, "rpc_url": "https://rpc.example", "deploy_block": body["deploy_block"]}
