@@ -470,3 +470,21 @@ class RoyaltyPreviewView(APIView):
                 "credits": [{**c, "amount_wei": _wei(c["amount_wei"])} for c in preview["credits"]],
             }
         )
+
+
+class ChainInfoView(APIView):
+    """`GET /api/v1/chain`: the chain id, registry address and a public RPC URL, so clients and
+    devices can check everything on chain themselves."""
+
+    def get(self, request):
+        from django.conf import settings
+
+        record = chain.read_deployment() or {}
+        return Response(
+            {
+                "chain_id": settings.CHAIN_ID,
+                "registry_address": chain.registry_address(),
+                "rpc_url": settings.PUBLIC_CHAIN_RPC_URL or None,
+                "deploy_block": settings.REGISTRY_DEPLOY_BLOCK or record.get("block_number"),
+            }
+        )
