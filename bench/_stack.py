@@ -106,9 +106,9 @@ def reset_peak_rss(pids: list[int]) -> bool:
 
 
 @contextmanager
-def throwaway_postgres(name: str, server: str = "postgres://postgres@127.0.0.1:5432"):
+def throwaway_postgres(name: str, server: str = "postgres://postgres@127.0.0.1:5432", keep: bool = False):
     """Create database `name` on `server` (createdb), yield its URL, drop it at the end (dropdb
-    --force), also after an error. Refuses a name without "bench" in it: it is dropped."""
+    --force; unless `keep`), also after an error. Refuses a name without "bench" in it: it is dropped first."""
     if "bench" not in name:
         raise ValueError(f"refusing to use database {name!r}: a throw-away database's name must contain 'bench'")
     parts = urlparse(server)
@@ -119,7 +119,8 @@ def throwaway_postgres(name: str, server: str = "postgres://postgres@127.0.0.1:5
     try:
         yield f"{server.rstrip('/')}/{name}"
     finally:
-        subprocess.run(["dropdb", *conn, "--if-exists", "--force", name], env=env, capture_output=True)
+        if not keep:
+            subprocess.run(["dropdb", *conn, "--if-exists", "--force", name], env=env, capture_output=True)
 
 
 def load_note() -> str:

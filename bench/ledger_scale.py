@@ -1,0 +1,773 @@
+#!/usr/bin/env python
+"""The royalty ledger and the catalog at scale on PostgreSQL: a vendor's monthly statement, a
+buyer's licence list and a catalog search over 100,000 purchases of 1,000 models.
+
+    .venv/bin/python bench/ledger_scale.py                          # 100,000 purchases, 1,000 models
+    .venv/bin/python bench/ledger_scale.py --purchases 10000 --models 200 --runs 50   # a quick try
+    .venv/bin/python bench/ledger_scale.py --keep                   # leave the database for psql
+
+A throw-away database (`--database`, default hallmark_ledger_bench; its name must contain
+"bench": it is dropped before and after) is created with createdb on `--pg-server` and migrated
+(`manage.py migrate` with DATABASE_URL pointing at it). For this benchmark only, the generator
+writes ledger rows directly (bulk_create in `--batch` rows), as the indexer's projections would
+have written them from the chain:
+
+- `--vendors` vendors (user, wallet, Vendor) and `--buyers` buyers (user, wallet);
+- `--models` live, listed models with catalog facts (architecture, quantization, file formats,
+  parameter count, latest version number) and lineages of depth 0-3 (`upstream_bps` on derived
+  models), ModelCreated and VersionPublished ChainEvents (1-5 versions each over the year);
+- `--purchases` purchases over `--months` months, as LedgerEntry rows with balanced LedgerLine
+  rows split by royalties.rules.royalty_split (the contract's rule: a 2.5% platform fee, each
+  ancestor's share, the vendor's rest; the payer's line balances them), the License mirror (the
+  latest expiry per model and licensee), and the LicensePurchased / RoyaltyCredited ChainEvents
+  the indexer would have stored for them (skip with --no-money-events); a monthly Withdrawn for
+  every other vendor;
+- one heavy vendor (`--heavy-vendor-models` models, about `--heavy-vendor-share` of the sales,
+  some of its models ancestors of other vendors' models) and one heavy buyer
+  (`--heavy-buyer-licences` licences, each bought early and renewed in the last 25 days).
+
+`ANALYZE` runs after loading (as autovacuum would). Then, in this process (DEBUG off, one
+persistent connection), each query runs `--runs` times after 5 warm-ups; p50 and p95 are shown:
+
+- statement: royalties.selectors.statement_build for the heavy vendor over the last full
+  calendar month;
+- licences: royalties.selectors.licenses_held for the heavy buyer;
+- catalog: marketplace.selectors.model_search(file_format="gguf", quantization="Q4_K_M",
+  min_parameters=1e9, ordering="-parameters"), one page of 20 through Django's Paginator (a
+  COUNT and the page, as the API does), every row's vendor slug read;
+- catalog, text: model_search(q="llama", ordering="newest"), the same way (context).
+
+Every SQL query of one run of each is captured; the slowest query shapes are shown with their
+EXPLAIN (ANALYZE, BUFFERS) plan. Then the indexes this benchmark recommends (INDEXES below) are
+created in the throw-away database only, and everything is measured again; and the licence list
+is measured once more with a proposed single-query version of licenses_held (PROPOSED below,
+checked to return the same licences). Nothing here changes the application's models or
+migrations. Target: p95 < 50 ms for each of the three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import re
+import secrets
+import statistics
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _stack import cleanup_on_sigterm, load_note, throwaway_postgres  # noqa: E402
+
+TARGET_MS = 50
+FEE_BPS = 250
+GENESIS_BLOCK = 1_000_000
+BLOCK_SECONDS = 12
+CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+ARCHITECTURES = ["llama", "qwen2", "phi3", "gemma2", "mistral", "smollm", "bert", "whisper"]
+QUANTIZATIONS = ["Q4_K_M", "Q4_0", "Q5_K_M", "Q8_0", "F16", "int8", "int4", ""]
+FORMATS = [",gguf,", ",gguf,", ",gguf,", ",safetensors,", ",onnx,", ",gguf,safetensors,"]
+DURATIONS = [0, 0, 30 * 86400, 90 * 86400, 365 * 86400]
+
+# The indexes this benchmark recommends, created in the throw-away database only (see docs/benchmarks.md).
+INDEXES = {
+    "chainevent_name_model": (
+        "statement_build's version attribution (_version_at: one query per model sold) filters ChainEvent by name and "
+        "the JSON key modelId; only `name` is indexed, so each query reads every VersionPublished event",
+        "CREATE INDEX chainevent_name_model ON registry_chainevent (name, (args -> 'modelId'))",
+    ),
+    "ledgerline_account_time_amount": (
+        "statement_build's opening and closing balances sum every line of the vendor's credit account before a date: "
+        "with the amount in the index they are index-only scans (it can replace ledgerline_account_time, same keys)",
+        "CREATE INDEX ledgerline_account_time_amount ON royalties_ledgerline (account, occurred_at) INCLUDE (amount_wei)",
+    ),
+    "license_licensee": (
+        "licenses_held: the licences of a wallet (the unique constraint's index leads with model_id, so this is a "
+        "sequential scan of the whole mirror)",
+        "CREATE INDEX license_licensee ON royalties_license (licensee)",
+    ),
+}
+
+
+def address(kind: int, i: int) -> str:
+    from eth_utils import to_checksum_address
+
+    return to_checksum_address(f"0x{kind:02x}{i:038x}")
+
+
+def digest(*parts) -> str:
+    return "0x" + hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()
+
+
+def block_at(start: datetime, t: datetime) -> int:
+    return GENESIS_BLOCK + int((t - start).total_seconds()) // BLOCK_SECONDS
+
+
+# ------------------------------------------------------------------------------------- generator
+
+
+class Generator:
+    def __init__(self, args, now: datetime):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.now = now
+        self.start = now - timedelta(days=30 * args.months)
+        self.batch = args.batch
+        self.log_index: dict[int, int] = defaultdict(int)  # next log index per block
+        self.events: list = []
+        self.counts: dict[str, int] = defaultdict(int)
+
+    # ---- helpers
+
+    def next_log(self, block: int) -> int:
+        i = self.log_index[block]
+        self.log_index[block] += 1
+        return i
+
+    def event(self, name: str, block: int, t: datetime, tx: str, log: int, args: dict) -> None:
+        from registry.models import ChainEvent
+
+        self.events.append(ChainEvent(
+            contract=CONTRACT, block_number=block, block_hash=digest("block", block), block_timestamp=t,
+            tx_hash=tx, log_index=log, name=name, args=args,
+        ))
+        if len(self.events) >= self.batch:
+            self.flush_events()
+
+    def flush_events(self) -> None:
+        from registry.models import ChainEvent
+
+        ChainEvent.objects.bulk_create(self.events, batch_size=self.batch)
+        self.counts["chain events"] += len(self.events)
+        self.events = []
+
+    # ---- people and models
+
+    def people(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        from marketplace.models import Vendor, Wallet
+
+        User = get_user_model()
+        a = self.args
+        users = [User(username=f"bench-vendor-{j}", password="!") for j in range(a.vendors)]
+        users += [User(username=f"bench-buyer-{k}", password="!") for k in range(a.buyers)]
+        User.objects.bulk_create(users, batch_size=self.batch)
+        users = list(User.objects.filter(username__startswith="bench-").order_by("pk"))
+        by_name = {u.username: u for u in users}
+        self.vendor_addresses = [address(0x10, j) for j in range(a.vendors)]
+        self.buyer_addresses = [address(0x20, k) for k in range(a.buyers)]
+        self.platform = address(0xFE, 1)
+        wallets = [Wallet(user=by_name[f"bench-vendor-{j}"], address=self.vendor_addresses[j]) for j in range(a.vendors)]
+        wallets += [Wallet(user=by_name[f"bench-buyer-{k}"], address=self.buyer_addresses[k]) for k in range(a.buyers)]
+        Wallet.objects.bulk_create(wallets, batch_size=self.batch)
+        self.vendors = Vendor.objects.bulk_create(
+            [Vendor(user=by_name[f"bench-vendor-{j}"], slug=f"vendor-{j:03d}", display_name=f"Vendor {j}",
+                    address=self.vendor_addresses[j]) for j in range(a.vendors)],
+            batch_size=self.batch,
+        )
+        self.counts["users"] = len(users)
+        self.counts["wallets"] = len(wallets)
+        self.counts["vendors"] = len(self.vendors)
+
+    def models(self) -> None:
+        from marketplace.models import Model
+
+        a, rng = self.args, self.rng
+        heavy_every = max(1, a.models // a.heavy_vendor_models)
+        owner, parent, depth, bps = [], [], [], []
+        for i in range(a.models):
+            heavy = i % heavy_every == 0 and sum(1 for o in owner if o == 0) < a.heavy_vendor_models
+            owner.append(0 if heavy else rng.randrange(1, a.vendors))
+            candidates = [j for j in range(max(0, i - 400), i) if depth[j] < 3]
+            if candidates and rng.random() < 0.55:
+                # a third of derived models build on the heavy vendor's models (it earns upstream royalties)
+                heavy_parents = [j for j in candidates if owner[j] == 0]
+                p = rng.choice(heavy_parents) if heavy_parents and rng.random() < 0.33 else rng.choice(candidates)
+                parent.append(p)
+                depth.append(depth[p] + 1)
+                bps.append(rng.choice([500, 1000, 1500, 2000, 3000]))
+            else:
+                parent.append(None)
+                depth.append(0)
+                bps.append(0)
+        self.model_owner, self.model_parent, self.model_depth, self.model_bps = owner, parent, depth, bps
+        self.model_ids = [digest("model", i) for i in range(a.models)]
+        self.model_price = [rng.choice([5, 10, 20, 50, 100, 250]) * 10**15 for _ in range(a.models)]
+        self.model_duration = [rng.choice(DURATIONS) for _ in range(a.models)]
+        self.model_versions = [rng.randint(1, 5) for _ in range(a.models)]
+        # models appear during the first tenth of the period, in index order
+        span = (self.now - self.start) / 10
+        self.model_created = sorted(self.start + span * rng.random() for _ in range(a.models))
+        rows = []
+        for i in range(a.models):
+            arch = rng.choice(ARCHITECTURES)
+            rows.append(Model(
+                vendor=self.vendors[owner[i]], slug=f"{arch}-{i:04d}", name=f"{arch.title()} model {i}",
+                description=f"A {arch} model for edge devices, number {i}.", chain_model_id=self.model_ids[i],
+                upstream_bps=bps[i], price_wei=self.model_price[i], license_duration=self.model_duration[i],
+                listed=rng.random() < 0.95, status=Model.Status.LIVE, latest_version_number=self.model_versions[i],
+                architecture=arch, quantization=rng.choice(QUANTIZATIONS), file_formats=rng.choice(FORMATS),
+                parameter_count=rng.choice([135, 360, 500, 1_100, 1_500, 2_000, 3_000, 3_800, 7_000, 8_000]) * 10**6,
+            ))
+        rows = Model.objects.bulk_create(rows, batch_size=self.batch)
+        pk = [m.pk for m in rows]
+        for m, p in zip(rows, parent):
+            m.parent_id = pk[p] if p is not None else None
+        Model.objects.bulk_update([m for m in rows if m.parent_id], ["parent"], batch_size=self.batch)
+        # creation times spread like the chain's (auto_now_add wrote "now")
+        for m, created in zip(rows, self.model_created):
+            m.created_at = created
+        Model.objects.bulk_update(rows, ["created_at"], batch_size=self.batch)
+        self.counts["models"] = len(rows)
+
+        for i in range(a.models):
+            t = self.model_created[i]
+            block = block_at(self.start, t)
+            tx = digest("create", i)
+            self.event("ModelCreated", block, t, tx, self.next_log(block), {
+                "modelId": self.model_ids[i], "vendor": self.vendor_addresses[owner[i]],
+                "parentId": self.model_ids[parent[i]] if parent[i] is not None else "0x" + "00" * 32,
+                "slugHash": digest("slug", i), "price": str(self.model_price[i]),
+                "licenseDuration": str(self.model_duration[i]), "upstreamBps": str(bps[i]),
+            })
+            times = [t] + sorted(t + (self.now - t) * rng.random() for _ in range(self.model_versions[i] - 1))
+            for number, tv in enumerate(times, start=1):
+                block = block_at(self.start, tv)
+                self.event("VersionPublished", block, tv, digest("publish", i, number), self.next_log(block), {
+                    "modelId": self.model_ids[i], "version": str(number), "rootDigest": digest("root", i, number),
+                    "metadataDigest": digest("meta", i, number), "signer": self.vendor_addresses[owner[i]],
+                })
+        self.counts["versions"] = sum(self.model_versions)
+
+    def lineage(self, i: int):
+        from royalties.rules import LineageNode
+
+        nodes = []
+        while i is not None:
+            nodes.append(LineageNode(self.model_ids[i], self.vendor_addresses[self.model_owner[i]], self.model_bps[i]))
+            i = self.model_parent[i]
+        return nodes
+
+    # ---- purchases
+
+    def plan_purchases(self) -> list[tuple[datetime, int, int]]:
+        """(time, model index, buyer index), sorted by time: the heavy buyer's first."""
+        a, rng = self.args, self.rng
+        plan = []
+        heavy_models = rng.sample(range(a.models), min(a.heavy_buyer_licences, a.models))
+        for m in heavy_models:
+            created = self.model_created[m]
+            first = created + (self.now - timedelta(days=60) - created) * rng.random()
+            renewal = self.now - timedelta(days=25) + timedelta(days=24) * rng.random()
+            plan += [(first, m, 0), (renewal, m, 0)]
+        heavy = [i for i in range(a.models) if self.model_owner[i] == 0]
+        others = [i for i in range(a.models) if self.model_owner[i] != 0]
+        popularity = [rng.lognormvariate(0, 1) for _ in others]
+        remaining = a.purchases - len(plan)
+        n_heavy = int(remaining * a.heavy_vendor_share)
+        picks = rng.choices(heavy, k=n_heavy) + rng.choices(others, weights=popularity, k=remaining - n_heavy)
+        for m in picks:
+            created = self.model_created[m]
+            plan.append((created + (self.now - created) * rng.random(), m, rng.randrange(1, a.buyers)))
+        plan.sort()
+        self.heavy_vendor_models = heavy
+        return plan
+
+    def purchases(self) -> None:
+        from royalties.ledger import credit_account, wallet_account
+        from royalties.models import LedgerEntry, LedgerLine, License
+        from royalties.rules import royalty_split
+
+        perpetual_expiry = 2**64 - 1
+        # the platform fee, set at deployment
+        t0 = self.start
+        block = block_at(self.start, t0)
+        log = self.next_log(block)
+        tx = digest("fee", 0)
+        self.event("PlatformFeeChanged", block, t0, tx, log, {"bps": str(FEE_BPS), "recipient": self.platform})
+        LedgerEntry.objects.create(kind=LedgerEntry.Kind.PLATFORM_FEE, tx_hash=tx, log_index=log, block_number=block,
+                                   occurred_at=t0, memo={"bps": FEE_BPS, "recipient": self.platform})
+
+        expiry: dict[tuple[str, str], tuple[datetime | None, int]] = {}
+        balance: dict[str, int] = defaultdict(int)
+        withdrawing = {self.vendor_addresses[j] for j in range(0, self.args.vendors, 2)}
+        month_end = self.start + timedelta(days=30)
+        pending: list[tuple] = []  # (entry, [line kwargs])
+        lineages = {}
+
+        def flush() -> None:
+            entries = LedgerEntry.objects.bulk_create([e for e, _ in pending], batch_size=self.batch)
+            lines = [LedgerLine(entry=e, **kw) for e, (_, kws) in zip(entries, pending) for kw in kws]
+            LedgerLine.objects.bulk_create(lines, batch_size=self.batch)
+            self.counts["ledger entries"] += len(entries)
+            self.counts["ledger lines"] += len(lines)
+            pending.clear()
+
+        def withdraw(at: datetime) -> None:
+            for payee in sorted(withdrawing):
+                amount = balance[payee]
+                if amount <= 0:
+                    continue
+                balance[payee] = 0
+                b = block_at(self.start, at)
+                log = self.next_log(b)
+                tx = digest("withdraw", payee, at.isoformat())
+                self.event("Withdrawn", b, at, tx, log, {"payee": payee, "amount": str(amount)})
+                entry = LedgerEntry(kind=LedgerEntry.Kind.WITHDRAWAL, tx_hash=tx, log_index=log, block_number=b, occurred_at=at)
+                pending.append((entry, [
+                    dict(account=credit_account(payee), address=payee, role=LedgerLine.Role.WITHDRAWN, model_id="",
+                         amount_wei=-amount, occurred_at=at, log_index=log),
+                    dict(account=wallet_account(payee), address=payee, role=LedgerLine.Role.RECEIVED, model_id="",
+                         amount_wei=amount, occurred_at=at, log_index=log),
+                ]))
+
+        for n, (t, m, b) in enumerate(self.plan_purchases()):
+            while t >= month_end:
+                withdraw(month_end)
+                month_end += timedelta(days=30)
+            buyer = self.buyer_addresses[b]
+            model_id = self.model_ids[m]
+            price = self.model_price[m]
+            duration = self.model_duration[m]
+            key = (model_id, buyer)
+            if duration == 0:
+                expires, raw_expiry = None, perpetual_expiry
+            else:
+                current = expiry.get(key, (None, 0))[0]
+                expires = max(current or t, t) + timedelta(seconds=duration)
+                raw_expiry = int(expires.timestamp())
+            expiry[key] = (expires, block_at(self.start, t))
+            if m not in lineages:
+                lineages[m] = self.lineage(m)
+            credits = royalty_split(price_wei=price, platform_fee_bps=FEE_BPS, platform_recipient=self.platform, lineage=lineages[m])
+            block = block_at(self.start, t)
+            tx = digest("purchase", n)
+            log = self.next_log(block)
+            if not self.args.no_money_events:
+                self.event("LicensePurchased", block, t, tx, log, {
+                    "modelId": model_id, "licensee": buyer, "payer": buyer, "price": str(price), "expiresAt": str(raw_expiry),
+                })
+            entry = LedgerEntry(kind=LedgerEntry.Kind.PURCHASE, tx_hash=tx, log_index=log, block_number=block, occurred_at=t,
+                                model_id=model_id, licensee=buyer, payer=buyer, price_wei=price, expires_at=expires,
+                                perpetual=duration == 0)
+            lines = [dict(account=wallet_account(buyer), address=buyer, role=LedgerLine.Role.PAYER, model_id=model_id,
+                          amount_wei=-price, occurred_at=t, log_index=log)]
+            for credit in credits:
+                clog = self.next_log(block)
+                if not self.args.no_money_events:
+                    self.event("RoyaltyCredited", block, t, tx, clog,
+                               {"payee": credit.payee, "modelId": credit.model_id, "amount": str(credit.amount_wei)})
+                lines.append(dict(account=credit_account(credit.payee), address=credit.payee, role=credit.role,
+                                  model_id=credit.model_id, amount_wei=credit.amount_wei, occurred_at=t, log_index=clog))
+                balance[credit.payee] += credit.amount_wei
+            if sum(line["amount_wei"] for line in lines) != 0:
+                raise AssertionError(f"purchase {n} does not balance")
+            pending.append((entry, lines))
+            if len(pending) >= self.batch:
+                flush()
+                if n and n % 20000 < self.batch:
+                    print(f"  {n:,} purchases written", file=sys.stderr)
+        if pending:
+            flush()
+        self.flush_events()
+        License.objects.bulk_create([
+            License(model_id=model_id, licensee=licensee, expires_at=expires, perpetual=expires is None,
+                    source=License.Source.EVENT, observed_block=blk)
+            for (model_id, licensee), (expires, blk) in expiry.items()
+        ], batch_size=self.batch)
+        self.counts["licences"] = len(expiry)
+        self.counts["purchases"] = self.args.purchases
+
+    def run(self) -> dict:
+        self.people()
+        self.models()
+        self.purchases()
+        return dict(self.counts)
+
+
+# ------------------------------------------------------------------------------------- measurements
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, int(round(pct / 100 * len(ordered) + 0.5)) - 1))]
+
+
+def measure(fn, runs: int, warmup: int = 5) -> dict:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return {"p50": percentile(samples, 50) * 1000, "p95": percentile(samples, 95) * 1000,
+            "max": max(samples) * 1000, "mean": statistics.mean(samples) * 1000}
+
+
+def shape(sql: str) -> str:
+    """A query's text with IN lists of any length alike, to group the N of an N+1."""
+    return re.sub(r"IN \((?:%s, )*%s\)", "IN (...)", sql)
+
+
+def captured(fn) -> list[dict]:
+    """Every SQL statement `fn` runs: text, parameters, and time in the driver (perf_counter)."""
+    from django.db import connection
+
+    queries = []
+
+    def timer(execute, sql, params, many, context):
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            queries.append({"sql": sql, "params": params, "ms": (time.perf_counter() - start) * 1000})
+
+    with connection.execute_wrapper(timer):
+        fn()
+    return queries
+
+
+def explain(sql: str, params) -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def clip(text: str, width: int = 220) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def plan_summary(lines: list[str], limit: int = 16) -> list[str]:
+    """The plan's nodes (no Buffers lines), clipped, then planning and execution time."""
+    nodes = [line for line in lines if "Buffers:" not in line and not line.strip().startswith(("Planning:", "Planning Time", "Execution Time"))]
+    tail = [line for line in lines if line.strip().startswith(("Planning Time", "Execution Time"))]
+    return [clip(line) for line in nodes[:limit]] + (["  ..."] if len(nodes) > limit else []) + tail
+
+
+def query_report(name: str, queries: list[dict], top: int) -> list[str]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for q in queries:
+        groups[shape(q["sql"])].append(q)
+    ranked = sorted(groups.values(), key=lambda qs: -sum(q["ms"] for q in qs))
+    out = [f"{name}: {len(queries)} SQL queries, {sum(q['ms'] for q in queries):.1f} ms in the database driver "
+           f"({len(groups)} distinct shapes)"]
+    for qs in ranked:
+        out.append(f"  {len(qs):4d} x {sum(q['ms'] for q in qs):7.1f} ms  {clip(re.sub(r'SELECT .*? FROM', 'SELECT ... FROM', shape(qs[0]['sql']), count=1), 150)}")
+    for qs in ranked[:top]:
+        slowest = max(qs, key=lambda q: q["ms"])
+        out.append("")
+        out.append(f"-- {len(qs)} x, {sum(q['ms'] for q in qs):.1f} ms in all (slowest {slowest['ms']:.1f} ms):")
+        out.append(clip(re.sub(r'SELECT (DISTINCT ON \([^)]*\) )?"[^ ]+".*? FROM', r"SELECT \1... FROM", shape(slowest["sql"]), count=1), 400))
+        if slowest["sql"].lstrip().upper().startswith("SELECT"):
+            out += ["   " + line for line in plan_summary(explain(slowest["sql"], slowest["params"]))]
+    return out
+
+
+# ---- the proposed licences query: one statement instead of one per licence
+
+
+def licenses_held_proposed(*, addresses: list[str], renewal_window: timedelta = timedelta(days=30)):
+    """licenses_held with the last purchase of every licence read in one query (DISTINCT ON)."""
+    from django.db.models import Q
+    from django.utils import timezone
+    from eth_utils import to_checksum_address
+
+    from royalties.models import LedgerEntry, License
+    from royalties.selectors import LicenceHeld
+
+    addresses = [to_checksum_address(a) for a in addresses]
+    now = timezone.now()
+    rows = list(License.objects.filter(licensee__in=addresses).filter(Q(perpetual=True) | Q(expires_at__gt=now)).order_by("expires_at"))
+    last = {
+        (e.model_id, e.licensee): e
+        for e in LedgerEntry.objects.filter(
+            kind=LedgerEntry.Kind.PURCHASE, licensee__in={r.licensee for r in rows}, model_id__in={r.model_id for r in rows}
+        ).order_by("model_id", "licensee", "-block_number", "-log_index").distinct("model_id", "licensee")
+        .only("model_id", "licensee", "tx_hash", "occurred_at")
+    }
+    held = []
+    for row in rows:
+        e = last.get((row.model_id, row.licensee))
+        held.append(LicenceHeld(
+            model_id=row.model_id, licensee=row.licensee, perpetual=row.perpetual, expires_at=row.expires_at,
+            renewal_due=(not row.perpetual and row.expires_at is not None and row.expires_at - now <= renewal_window),
+            tx_hash=e.tx_hash if e else None, purchased_at=e.occurred_at if e else None,
+        ))
+    return held
+
+
+def statement_build_proposed(*, addresses: list[str], start: datetime, end: datetime, lines_limit: int | None = None):
+    """statement_build with the same figures from fewer, aggregated queries and no ORM objects:
+    the closing balance is the opening one plus the period's lines (one balance query, not two);
+    the lines are read as tuples; the sales are summed in SQL per (model, block, price) and
+    attributed to versions from one VersionPublished query for all the vendor's models.
+    With `lines_limit`, only the first `lines_limit` lines are read (a page) and the totals that
+    statement_build adds up from the lines (closing balance, earned, withdrawn, royalties from
+    downstream sales) are summed in SQL instead."""
+    from django.db.models import Count, Q, Sum
+    from eth_utils import to_checksum_address
+
+    from registry.models import ChainEvent
+    from royalties.ledger import credit_account
+    from royalties.models import LedgerEntry, LedgerLine
+    from royalties.selectors import models_of
+
+    addresses = [to_checksum_address(a) for a in addresses]
+    accounts = [credit_account(a) for a in addresses]
+    opening = int(LedgerLine.objects.filter(account__in=accounts, occurred_at__lt=start).aggregate(s=Sum("amount_wei"))["s"] or 0)
+    period = LedgerLine.objects.filter(account__in=accounts, occurred_at__gte=start, occurred_at__lt=end)
+    lines = (
+        period.order_by("occurred_at", "entry__block_number", "log_index", "pk")
+        .values_list("pk", "occurred_at", "role", "address", "model_id", "amount_wei", "entry__model_id", "entry__tx_hash", "entry__block_number")
+    )
+    lines = list(lines[:lines_limit] if lines_limit is not None else lines)
+    own_models = models_of(addresses)
+    published: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    events = ChainEvent.objects.filter(name="VersionPublished", args__modelId__in=sorted(own_models))
+    for model_id, block, number in events.values_list("args__modelId", "block_number", "args__version"):
+        published[model_id.lower()].append((block, int(number)))
+    for values in published.values():
+        values.sort()
+
+    def version_at(model_id: str, block: int):
+        latest = None
+        for published_block, number in published.get(model_id, ()):
+            if published_block <= block:
+                latest = number
+        return latest
+
+    sales: dict = {}
+    grouped = (
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE, model_id__in=own_models, occurred_at__gte=start, occurred_at__lt=end)
+        .values_list("model_id", "block_number", "price_wei")
+        .annotate(
+            units=Count("id", distinct=True),
+            net=Sum("lines__amount_wei", filter=Q(lines__role=LedgerLine.Role.VENDOR, lines__address__in=addresses)),
+            fees=Sum("lines__amount_wei", filter=Q(lines__role=LedgerLine.Role.PLATFORM)),
+        )
+        .order_by()
+    )
+    for model_id, block, price, units, net, fees in grouped:
+        version = version_at(model_id, block)
+        row = sales.setdefault((model_id, version), {"model_id": model_id, "version": version, "units": 0, "gross_wei": 0,
+                                                     "net_to_vendor_wei": 0, "platform_fees_wei": 0})
+        row["units"] += units
+        row["gross_wei"] += int(price or 0) * units
+        row["net_to_vendor_wei"] += int(net or 0)
+        row["platform_fees_wei"] += int(fees or 0)
+    downstream: dict[tuple[str, str], int] = defaultdict(int)
+    withdrawn = earned = 0
+    if lines_limit is None:
+        for _pk, _at, role, _address, model_id, amount, sold_model_id, _tx, _block in lines:
+            if role == LedgerLine.Role.UPSTREAM:
+                downstream[(sold_model_id, model_id)] += int(amount)
+            elif role == LedgerLine.Role.WITHDRAWN:
+                withdrawn += -int(amount)
+            if int(amount) > 0:
+                earned += int(amount)
+        moved = sum(int(line[5]) for line in lines)
+    else:
+        totals = period.aggregate(
+            moved=Sum("amount_wei"), earned=Sum("amount_wei", filter=Q(amount_wei__gt=0)),
+            withdrawn=Sum("amount_wei", filter=Q(role=LedgerLine.Role.WITHDRAWN)),
+        )
+        moved, earned, withdrawn = int(totals["moved"] or 0), int(totals["earned"] or 0), -int(totals["withdrawn"] or 0)
+        upstream = period.filter(role=LedgerLine.Role.UPSTREAM).values_list("entry__model_id", "model_id").annotate(s=Sum("amount_wei")).order_by()
+        for sold_model_id, model_id, amount in upstream:
+            downstream[(sold_model_id, model_id)] += int(amount)
+    sales_rows = sorted(sales.values(), key=lambda r: (r["model_id"], r["version"] or 0))
+    return {
+        "opening_balance_wei": opening, "closing_balance_wei": opening + moved,
+        "line_ids": [line[0] for line in lines], "sales": sales_rows,
+        "platform_fees_wei": sum(r["platform_fees_wei"] for r in sales_rows), "withdrawals_wei": withdrawn, "earned_wei": earned,
+        "royalties_from_downstream": [{"downstream_model_id": sold, "your_model_id": yours, "amount_wei": amount}
+                                      for (sold, yours), amount in sorted(downstream.items())],
+    }
+
+
+def statement_facts(statement) -> dict:
+    """statement_build's result in the proposed function's shape, to compare the two."""
+    return {
+        "opening_balance_wei": statement.opening_balance_wei, "closing_balance_wei": statement.closing_balance_wei,
+        "line_ids": [line.pk for line in statement.lines], "sales": statement.sales,
+        "platform_fees_wei": statement.platform_fees_wei, "withdrawals_wei": statement.withdrawals_wei,
+        "earned_wei": statement.earned_wei, "royalties_from_downstream": statement.royalties_from_downstream,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--purchases", type=int, default=100_000)
+    parser.add_argument("--models", type=int, default=1_000)
+    parser.add_argument("--vendors", type=int, default=100)
+    parser.add_argument("--buyers", type=int, default=20_000)
+    parser.add_argument("--months", type=int, default=12, help="the purchases span this many 30-day months up to now (default 12)")
+    parser.add_argument("--heavy-vendor-models", type=int, default=50)
+    parser.add_argument("--heavy-vendor-share", type=float, default=0.15, help="share of the sales on the heavy vendor's models (default 0.15)")
+    parser.add_argument("--heavy-buyer-licences", type=int, default=200)
+    parser.add_argument("--no-money-events", action="store_true", help="no LicensePurchased/RoyaltyCredited ChainEvents (only the ledger)")
+    parser.add_argument("--runs", type=int, default=200, help="timed runs of each query (default 200)")
+    parser.add_argument("--batch", type=int, default=5000, help="bulk_create batch size (default 5000)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--database", default="hallmark_ledger_bench", help="throw-away database name; must contain 'bench'")
+    parser.add_argument("--pg-server", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--top", type=int, default=3, help="query shapes explained per selector (default 3)")
+    parser.add_argument("--keep", action="store_true", help="do not drop the database at the end")
+    args = parser.parse_args()
+    if "bench" not in args.database:
+        parser.error("--database: it is dropped and created; its name must contain 'bench'")
+    note = load_note()
+    cleanup_on_sigterm()
+    with throwaway_postgres(args.database, args.pg_server, keep=args.keep) as url:
+        if args.keep:
+            print(f"keeping {url} at the end; drop it with: dropdb -h 127.0.0.1 -U postgres --force {args.database}", file=sys.stderr)
+        return run(args, url, note)
+
+
+def run(args, url: str, note: str) -> int:
+    os.environ.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings", DEBUG="0", REDIS_URL="",
+                      SECRET_KEY="hallmark-bench-" + secrets.token_hex(16), LOG_LEVEL="WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.core.paginator import Paginator
+    from django.db import connection
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from marketplace.selectors import model_search
+    from royalties.models import LedgerEntry
+    from royalties.selectors import licenses_held, statement_build
+
+    print(f"migrating {url} ...", file=sys.stderr)
+    call_command("migrate", interactive=False, verbosity=0)
+    now = timezone.now()
+    print(f"generating {args.purchases:,} purchases of {args.models:,} models ...", file=sys.stderr)
+    started = time.perf_counter()
+    gen = Generator(args, now)
+    counts = gen.run()
+    generated_s = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")  # what autovacuum does to a loaded table: statistics, visibility map
+        cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
+        size = cursor.fetchone()[0]
+
+    end = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = (end - timedelta(days=1)).replace(day=1)
+    heavy_vendor, heavy_buyer = gen.vendor_addresses[0], gen.buyer_addresses[0]
+    # context: the vendor with the median number of sales that month
+    owner = {gen.model_ids[i]: gen.model_owner[i] for i in range(args.models)}
+    month_sales: dict[int, int] = defaultdict(int)
+    for model_id, n in (LedgerEntry.objects.filter(kind="purchase", occurred_at__gte=start, occurred_at__lt=end)
+                        .values_list("model_id").annotate(n=Count("id")).order_by()):
+        month_sales[owner[model_id]] += n
+    ranked = sorted((n, j) for j, n in month_sales.items() if j != 0)
+    median_vendor = gen.vendor_addresses[ranked[len(ranked) // 2][1]]
+
+    def catalog_page(**filters):
+        def page():
+            result = Paginator(model_search(**filters), 20).page(1)
+            return [(m.repo_id, m.parameter_count) for m in result.object_list], result.paginator.count
+        return page
+
+    queries = {
+        "statement": ("statement_build, heavy vendor, one month", lambda: statement_build(addresses=[heavy_vendor], start=start, end=end)),
+        "statement_proposed": ("statement_build_proposed, heavy vendor, one month",
+                               lambda: statement_build_proposed(addresses=[heavy_vendor], start=start, end=end)),
+        "statement_page": ("statement_build_proposed, totals in SQL + the first 100 lines, heavy vendor",
+                           lambda: statement_build_proposed(addresses=[heavy_vendor], start=start, end=end, lines_limit=100)),
+        "statement_median": ("statement_build, median vendor, one month (context)",
+                             lambda: statement_build(addresses=[median_vendor], start=start, end=end)),
+        "licences": ("licenses_held, heavy buyer", lambda: licenses_held(addresses=[heavy_buyer])),
+        "licences_proposed": ("licenses_held_proposed, heavy buyer", lambda: licenses_held_proposed(addresses=[heavy_buyer])),
+        "catalog": ("model_search: gguf + Q4_K_M + >= 1B parameters, by parameters, page 1 of 20",
+                    catalog_page(file_format="gguf", quantization="Q4_K_M", min_parameters=10**9, ordering="-parameters")),
+        "catalog_text": ("model_search: q=llama, newest, page 1 of 20 (context)", catalog_page(q="llama", ordering="newest")),
+    }
+    targets = {"statement", "statement_proposed", "statement_page", "licences", "licences_proposed", "catalog"}
+    explained = {"baseline": ["statement", "licences", "catalog"],
+                 "indexes": ["statement", "statement_proposed", "statement_page", "licences", "licences_proposed"]}
+
+    s = queries["statement"][1]()
+    median = queries["statement_median"][1]()
+    facts = {
+        "statement": f"{len(s.lines):,} credit lines, {sum(r['units'] for r in s.sales):,} sales of "
+                     f"{len({r['model_id'] for r in s.sales})} models, {len(s.royalties_from_downstream)} upstream royalty rows",
+        "statement_median": f"{len(median.lines):,} credit lines, {sum(r['units'] for r in median.sales):,} sales",
+        "licences": f"{len(queries['licences'][1]()):,} licences",
+        "catalog": f"{queries['catalog'][1]()[1]:,} matches",
+        "catalog_text": f"{queries['catalog_text'][1]()[1]:,} matches",
+    }
+    facts["statement_proposed"] = "same figures and lines: {}".format(
+        statement_facts(s) == queries["statement_proposed"][1]())
+    expected = statement_facts(s)
+    expected["line_ids"] = expected["line_ids"][:100]
+    facts["statement_page"] = "same figures and first 100 lines: {}".format(expected == queries["statement_page"][1]())
+    facts["licences_proposed"] = "same licences and purchases: {}".format(
+        [(h.model_id, h.licensee, h.tx_hash, h.purchased_at, h.renewal_due) for h in queries["licences"][1]()]
+        == [(h.model_id, h.licensee, h.tx_hash, h.purchased_at, h.renewal_due) for h in queries["licences_proposed"][1]()])
+
+    results: dict[str, dict[str, dict]] = {}
+    reports: dict[str, list[str]] = {}
+    for stage in ("baseline", "indexes"):
+        if stage == "indexes":
+            with connection.cursor() as cursor:
+                for _why, sql in INDEXES.values():
+                    cursor.execute(sql)
+                cursor.execute("VACUUM ANALYZE")
+        print(f"measuring {stage} ({args.runs} runs each) ...", file=sys.stderr)
+        results[stage] = {key: measure(fn, args.runs) for key, (_, fn) in queries.items()}
+        reports[stage] = [line for key in explained[stage]
+                          for line in [*query_report(queries[key][0], captured(queries[key][1]), args.top), ""]]
+
+    # ---------------------------------------------------------------------------------- report
+    print(f"{note}; {os.cpu_count()} cores; PostgreSQL {connection.pg_version // 10000}, database {size} after loading; "
+          f"DEBUG off, one persistent connection; {args.runs} runs each after 5 warm-ups")
+    print(f"generated in {generated_s:.0f}s: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+    print(f"statement month: {start:%Y-%m-%d} to {end:%Y-%m-%d} (exclusive)\n")
+    print(f"| query (ms) | result | as migrated: p50 | p95 | with the {len(INDEXES)} indexes: p50 | p95 | target |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for key, (label, _) in queries.items():
+        b, i = results["baseline"][key], results["indexes"][key]
+        print(f"| {label} | {facts[key]} | {b['p50']:.1f} | {b['p95']:.1f} | {i['p50']:.1f} | {i['p95']:.1f} | "
+              f"{'p95 < 50' if key in targets else '-'} |")
+    print()
+    print("Indexes created in the throw-away database (recommended):\n")
+    print("```sql")
+    for why, sql in INDEXES.values():
+        print(f"-- {why}\n{sql};")
+    print("```\n")
+    for stage, title in (("baseline", "as migrated"), ("indexes", f"with the {len(INDEXES)} indexes")):
+        print(f"Query plans, {title}: every query of one run grouped by shape, the costliest explained "
+              "(EXPLAIN (ANALYZE, BUFFERS), Buffers lines left out):\n")
+        print("```")
+        print("\n".join(reports[stage]).rstrip())
+        print("```\n")
+    for stage, title in (("baseline", "as migrated"), ("indexes", f"with the {len(INDEXES)} indexes")):
+        for key in queries:
+            if key not in targets:
+                continue
+            p95 = results[stage][key]["p95"]
+            checked = key in facts and facts[key].startswith("same")
+            same = f"; {facts[key]}" if checked else ""
+            ok = p95 < TARGET_MS and (not checked or facts[key].endswith("True"))
+            print(f"{'PASS' if ok else 'MISS'}  {queries[key][0]}, {title}: p95 {p95:.1f} ms < {TARGET_MS} ms{same}")
+    connection.close()
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    sys.exit(main())
