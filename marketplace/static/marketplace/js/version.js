@@ -254,10 +254,11 @@ document.getElementById("sign-version").addEventListener("click", async (event) 
 });
 
 const revokeForm = document.getElementById("revoke-form");
+const revokeStatus = document.getElementById("revoke-status");
 revokeForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (!wallet()) {
-    say(status, noWalletMessage(), "error");
+    say(revokeStatus, noWalletMessage(), "error");
     return;
   }
   try {
@@ -265,9 +266,9 @@ revokeForm.addEventListener("submit", async (event) => {
     await account(vendor);
     const call = await api(app.dataset.revokeUrl, { method: "POST", form: new FormData(revokeForm) });
     const txHash = await walletRequest("eth_sendTransaction", [{ from: call.from, to: call.to, data: call.data }]);
-    say(status, `Revocation sent (${txHash}); the version shows as revoked once the chain is indexed.`, "ok");
+    say(revokeStatus, `Revocation sent (${txHash}); the version shows as revoked once the chain is indexed.`, "ok");
   } catch (err) {
-    say(status, err.message, "error");
+    say(revokeStatus, err.message, "error");
   }
 });
 
