@@ -53,7 +53,9 @@ import os
 import random
 import re
 import secrets
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -87,6 +89,11 @@ INDEXES = {
         "statement_build's opening and closing balances sum every line of the vendor's credit account before a date: "
         "with the amount in the index they are index-only scans (it can replace ledgerline_account_time, same keys)",
         "CREATE INDEX ledgerline_account_time_amount ON royalties_ledgerline (account, occurred_at) INCLUDE (amount_wei)",
+    ),
+    "ledgerentry_purchase_model_time": (
+        "statement_build's sales: purchases of the vendor's models in the month (the planner otherwise reads every "
+        "entry of the month through the occurred_at index and filters by model)",
+        "CREATE INDEX ledgerentry_purchase_model_time ON royalties_ledgerentry (model_id, occurred_at) WHERE kind = 'purchase'",
     ),
     "license_licensee": (
         "licenses_held: the licences of a wallet (the unique constraint's index leads with model_id, so this is a "
@@ -578,14 +585,19 @@ def statement_build_proposed(*, addresses: list[str], start: datetime, end: date
                 earned += int(amount)
         moved = sum(int(line[5]) for line in lines)
     else:
-        totals = period.aggregate(
-            moved=Sum("amount_wei"), earned=Sum("amount_wei", filter=Q(amount_wei__gt=0)),
-            withdrawn=Sum("amount_wei", filter=Q(role=LedgerLine.Role.WITHDRAWN)),
+        moved = 0
+        groups = (
+            period.values_list("role", "entry__model_id", "model_id")
+            .annotate(moved=Sum("amount_wei"), earned=Sum("amount_wei", filter=Q(amount_wei__gt=0)))
+            .order_by()
         )
-        moved, earned, withdrawn = int(totals["moved"] or 0), int(totals["earned"] or 0), -int(totals["withdrawn"] or 0)
-        upstream = period.filter(role=LedgerLine.Role.UPSTREAM).values_list("entry__model_id", "model_id").annotate(s=Sum("amount_wei")).order_by()
-        for sold_model_id, model_id, amount in upstream:
-            downstream[(sold_model_id, model_id)] += int(amount)
+        for role, sold_model_id, model_id, amount, positive in groups:
+            moved += int(amount)
+            earned += int(positive or 0)
+            if role == LedgerLine.Role.UPSTREAM:
+                downstream[(sold_model_id, model_id)] += int(amount)
+            elif role == LedgerLine.Role.WITHDRAWN:
+                withdrawn += -int(amount)
     sales_rows = sorted(sales.values(), key=lambda r: (r["model_id"], r["version"] or 0))
     return {
         "opening_balance_wei": opening, "closing_balance_wei": opening + moved,
@@ -629,6 +641,13 @@ def main() -> int:
         parser.error("--database: it is dropped and created; its name must contain 'bench'")
     note = load_note()
     cleanup_on_sigterm()
+    if shutil.which("createdb") is None:
+        print("createdb/dropdb are not installed (Debian: apt-get install postgresql-client)", file=sys.stderr)
+        return 0
+    probe = subprocess.run(["psql", args.pg_server + "/postgres", "-Atc", "SELECT 1"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"PostgreSQL does not answer at {args.pg_server}: {probe.stderr.strip()}", file=sys.stderr)
+        return 0
     with throwaway_postgres(args.database, args.pg_server, keep=args.keep) as url:
         if args.keep:
             print(f"keeping {url} at the end; drop it with: dropdb -h 127.0.0.1 -U postgres --force {args.database}", file=sys.stderr)
