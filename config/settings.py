@@ -216,3 +216,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"web3": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}, "gguf": {"level": "WARNING"}},
 }
+
+# ledger indexes carry INCLUDE columns for PostgreSQL index-only scans; SQLite (make run) ignores them
+SILENCED_SYSTEM_CHECKS = ["models.W040"]

@@ -1,6 +1,8 @@
 """Chain-side state kept on the server: the transaction outbox and the relayer's nonce."""
 
 from django.db import models
+from django.db.models import F
+from django.db.models.fields.json import KeyTransform
 
 from .fields import WeiField
 
@@ -107,7 +109,11 @@ class ChainEvent(TimeStamped):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tx_hash", "log_index"], name="chainevent_unique_log")]
-        indexes = [models.Index(fields=["contract", "block_number", "log_index"])]
+        indexes = [
+            models.Index(fields=["contract", "block_number", "log_index"]),
+            # events of one model by kind (statements, projections): ChainEvent(name, args->'modelId')
+            models.Index(F("name"), KeyTransform("modelId", "args"), name="chainevent_name_model"),
+        ]
         ordering = ["block_number", "log_index"]
 
     def __str__(self) -> str:

@@ -25,6 +25,7 @@ class License(TimeStamped):
     observed_block = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
+        indexes = [models.Index(fields=["licensee"], name="license_licensee")]  # a wallet's licences
         constraints = [
             models.UniqueConstraint(fields=["model_id", "licensee"], name="license_unique_model_licensee"),
             models.CheckConstraint(
@@ -68,7 +69,11 @@ class LedgerEntry(TimeStamped):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tx_hash", "log_index"], name="ledgerentry_unique_event")]
-        indexes = [models.Index(fields=["licensee", "-occurred_at"], name="ledgerentry_licensee_recent")]
+        indexes = [
+            models.Index(fields=["licensee", "-occurred_at"], name="ledgerentry_licensee_recent"),
+            # a vendor's sales in a period (bench/ledger_scale.py)
+            models.Index(fields=["model_id", "occurred_at"], condition=models.Q(kind="purchase"), name="ledgerentry_sale_model_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.tx_hash[:10]}…:{self.log_index}"
@@ -98,7 +103,8 @@ class LedgerLine(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["address", "occurred_at"], name="ledgerline_address_time"),
-            models.Index(fields=["account", "occurred_at"], name="ledgerline_account_time"),
+            # balances before a date are index-only scans with the amount in the index (PostgreSQL)
+            models.Index(fields=["account", "occurred_at"], include=["amount_wei"], name="ledgerline_account_time_amt"),
         ]
 
     def __str__(self) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from eth_utils import to_checksum_address
 
@@ -32,21 +32,25 @@ def format_eth(wei: int) -> str:
 
 def models_of(addresses: list[str]) -> set[str]:
     """Model ids registered on chain by these vendor addresses (from ModelCreated events)."""
-    ids = set()
-    for address in addresses:
-        ids |= {m.lower() for m in ChainEvent.objects.filter(name="ModelCreated", args__vendor=address).values_list("args__modelId", flat=True)}
-    return ids
+    rows = ChainEvent.objects.filter(name="ModelCreated", args__vendor__in=addresses).values_list("args__modelId", flat=True)
+    return {m.lower() for m in rows}
 
 
-def _version_at(model_id: str, block: int, cache: dict) -> int | None:
+def _publications(model_ids: set[str]) -> dict[str, list[tuple[int, int]]]:
+    """(block, version) of every VersionPublished of these models, read in one query."""
+    published: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    rows = ChainEvent.objects.filter(name="VersionPublished", args__modelId__in=sorted(model_ids))
+    for model_id, block, number in rows.values_list("args__modelId", "block_number", "args__version"):
+        published[model_id.lower()].append((block, int(number)))
+    for values in published.values():
+        values.sort()
+    return published
+
+
+def _version_at(model_id: str, block: int, published: dict[str, list[tuple[int, int]]]) -> int | None:
     """The version of `model_id` that was the latest published at `block`."""
-    if model_id not in cache:
-        cache[model_id] = sorted(
-            (e.block_number, int(e.args["version"]))
-            for e in ChainEvent.objects.filter(name="VersionPublished", args__modelId=model_id)
-        )
     latest = None
-    for published_block, number in cache[model_id]:
+    for published_block, number in published.get(model_id, ()):
         if published_block <= block:
             latest = number
     return latest
@@ -72,18 +76,17 @@ def statement_build(*, addresses: list[str], start: datetime, end: datetime) -> 
     addresses = [to_checksum_address(a) for a in addresses]
     accounts = [credit_account(a) for a in addresses]
 
-    def balance(until: datetime) -> int:
-        return int(LedgerLine.objects.filter(account__in=accounts, occurred_at__lt=until).aggregate(s=Sum("amount_wei"))["s"] or 0)
-
+    opening = int(LedgerLine.objects.filter(account__in=accounts, occurred_at__lt=start).aggregate(s=Sum("amount_wei"))["s"] or 0)
     lines = list(
         LedgerLine.objects.select_related("entry")
         .filter(account__in=accounts, occurred_at__gte=start, occurred_at__lt=end)
         .order_by("occurred_at", "entry__block_number", "log_index", "pk")
     )
-    statement = Statement(addresses, start, end, balance(start), balance(end), lines)
+    # the closing balance is the opening one plus the period's lines: one sum, not two
+    statement = Statement(addresses, start, end, opening, opening + sum(int(line.amount_wei) for line in lines), lines)
 
     own_models = models_of(addresses)
-    versions: dict = {}
+    versions = _publications(own_models)
     sales: dict[tuple[str, int | None], dict] = {}
     sale_entries = (
         LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE, model_id__in=own_models, occurred_at__gte=start, occurred_at__lt=end)
@@ -136,22 +139,23 @@ def licenses_held(*, addresses: list[str], renewal_window: timedelta = timedelta
     """Licences held by these wallets now, with the purchase that last extended each."""
     addresses = [to_checksum_address(a) for a in addresses]
     now = timezone.now()
-    rows = License.objects.filter(licensee__in=addresses).filter(Q(perpetual=True) | Q(expires_at__gt=now)).order_by("expires_at")
-    held = []
-    for row in rows:
-        last = (
-            LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE, model_id=row.model_id, licensee=row.licensee)
-            .order_by("-block_number", "-log_index")
-            .first()
+    last = LedgerEntry.objects.filter(
+        kind=LedgerEntry.Kind.PURCHASE, model_id=OuterRef("model_id"), licensee=OuterRef("licensee")
+    ).order_by("-block_number", "-log_index")
+    rows = (
+        License.objects.filter(licensee__in=addresses)
+        .filter(Q(perpetual=True) | Q(expires_at__gt=now))
+        .annotate(last_tx=Subquery(last.values("tx_hash")[:1]), last_at=Subquery(last.values("occurred_at")[:1]))
+        .order_by("expires_at")
+    )  # one query: the purchase that last extended each licence comes as a subquery
+    return [
+        LicenceHeld(
+            model_id=row.model_id, licensee=row.licensee, perpetual=row.perpetual, expires_at=row.expires_at,
+            renewal_due=(not row.perpetual and row.expires_at is not None and row.expires_at - now <= renewal_window),
+            tx_hash=row.last_tx, purchased_at=row.last_at,
         )
-        held.append(
-            LicenceHeld(
-                model_id=row.model_id, licensee=row.licensee, perpetual=row.perpetual, expires_at=row.expires_at,
-                renewal_due=(not row.perpetual and row.expires_at is not None and row.expires_at - now <= renewal_window),
-                tx_hash=last.tx_hash if last else None, purchased_at=last.occurred_at if last else None,
-            )
-        )
-    return held
+        for row in rows
+    ]
 
 
 def purchase_history(*, addresses: list[str], limit: int = 500) -> list[LedgerEntry]:
