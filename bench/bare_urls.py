@@ -1,16 +1,35 @@
-"""Bench-only URLconf: the whole marketplace plus `/bench/bare`, a view doing nothing, so the
-cost of Django itself (middleware, URL resolution, gunicorn) can be measured beside a real
-endpoint served the same way (bench/resolve_head.py). Never used by the application."""
+"""Bench-only URLconf: the whole marketplace plus two views doing no work, so the cost of the
+framework can be measured beside a real endpoint served the same way (bench/resolve_head.py).
+Never used by the application.
+
+- `/bench/bare`: a plain Django view returning "ok" (Django, its middleware, gunicorn);
+- `/bench/drf`: a DRF view with the resolve view's authentication (API token) and throttle,
+  returning an empty 200 (the floor of any authorized API endpoint: token lookup included).
+"""
 
 from django.http import HttpResponse
 from django.urls import path
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from config.urls import urlpatterns as marketplace_urlpatterns
+from marketplace.api.throttles import DownloadThrottle
 
 
 def bare(request):
     return HttpResponse("ok")
 
 
-# first: the public pages' `<vendor>/<model>` catch-alls would otherwise take `bench/bare`
-urlpatterns = [path("bench/bare", bare, name="bench-bare"), *marketplace_urlpatterns]
+class AuthorizedNothing(APIView):
+    throttle_classes = [DownloadThrottle]
+
+    def get(self, request):
+        return Response(status=200 if request.user.is_authenticated else 401)
+
+
+# first: the public pages' `<vendor>/<model>` catch-alls would otherwise take these paths
+urlpatterns = [
+    path("bench/bare", bare, name="bench-bare"),
+    path("bench/drf", AuthorizedNothing.as_view(), name="bench-drf"),
+    *marketplace_urlpatterns,
+]

@@ -12,21 +12,23 @@ A throw-away stack (temp dir, SQLite database by default, anvil child, ModelRegi
 `manage.py seed_demo`: a live model and a buyer whose licence is mirrored) and one gunicorn
 (`--workers` sync workers, DEBUG off) started with DJANGO_SETTINGS_MODULE=bench.settings_bench:
 the marketplace's settings with bench/bare_urls.py as URLconf, which adds `/bench/bare` (a view
-returning "ok") to every marketplace URL. So both endpoints go through the same gunicorn,
+returning "ok") and `/bench/drf` to every marketplace URL. So all go through the same gunicorn,
 middleware and URL resolution:
 
 - anchor: `HEAD /bench/bare`;
+- context: `HEAD /bench/drf`, a DRF view with the resolve view's token authentication and
+  throttle and nothing else (the floor of an authorized endpoint: one token query);
 - ours: `HEAD /<vendor>/<model>/resolve/main/<file>` with the buyer's `Authorization: Bearer`
   token: token lookup, throttle, repo, revision and file resolution, the licence check (a
   mirrored licence), a Download row written, the file's headers.
 
 The load generator is ApacheBench, `ab -i` (HEAD), `--concurrency` requests in flight for
-`--duration` seconds, the same Authorization header to both; percentiles from its `-e` table
+`--duration` seconds, the same Authorization header to all; percentiles from its `-e` table
 (0.001 ms resolution). wrk was the first choice but wrk 4.1.0 cannot time HEAD: its HTTP parser
 is not told the request was a HEAD, so it waits for the `Content-Length` bytes a HEAD answer
 never carries and counts every response as a read error (the script checks this with a
 one-second wrk probe and prints what wrk counted). Each measurement follows a short warm-up; the
-two endpoints are interleaved `--repeat` times and the run with the highest rate of each is
+endpoints are interleaved `--repeat` times and the run with the highest rate of each is
 shown. DOWNLOAD_RATE_LIMIT is set to 1000000/s so the throttle never refuses (it still runs:
 without REDIS_URL the Django cache is LocMem, so each worker keeps its own history).
 
@@ -161,6 +163,7 @@ def profile_in_process(env: dict, resolve_path: str, token: str, requests_n: int
     for _ in range(50):  # warm caches, connections, imports
         assert client.head(resolve_path, **auth).status_code == 200
         assert client.head("/bench/bare", **auth).status_code == 200
+        assert client.head("/bench/drf", **auth).status_code == 200
 
     def per_request(path: str) -> float:
         start = time.perf_counter()
@@ -169,6 +172,7 @@ def profile_in_process(env: dict, resolve_path: str, token: str, requests_n: int
         return (time.perf_counter() - start) / requests_n
 
     bare = per_request("/bench/bare")
+    drf = per_request("/bench/drf")
     ours = per_request(resolve_path)
 
     timer = PhaseTimer()
@@ -179,8 +183,8 @@ def profile_in_process(env: dict, resolve_path: str, token: str, requests_n: int
     timer.wrap(selectors, "artifact_get", "artifact_get (the file's row)")
     timer.wrap(services, "download_authorize", "download_authorize (wallets + licence check)")
     timer.wrap(downloads, "license_check", "  of which license_check (License mirror query)")
-    timer.wrap(services, "download_record", "download_record (INSERT Download)")
-    timer.wrap(huggingface, "file_response", "file_response (headers; HEAD: on_done UPDATE Download)")
+    timer.wrap(services, "download_record", "download_record (INSERT Download; GET only since 74374d9)")
+    timer.wrap(huggingface, "file_response", "file_response (the file's headers)")
     try:
         start = time.perf_counter()
         for _ in range(requests_n):
@@ -204,7 +208,7 @@ def profile_in_process(env: dict, resolve_path: str, token: str, requests_n: int
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     return {
-        "bare_s": bare, "ours_s": ours, "wrapped_s": wrapped_total, "vendor": connection.vendor,
+        "bare_s": bare, "drf_s": drf, "ours_s": ours, "wrapped_s": wrapped_total, "vendor": connection.vendor,
         "phases": {name: timer.totals[name] / requests_n for name in timer.totals},
         "queries": [q["sql"] for q in queries.captured_queries],
     }
@@ -257,7 +261,10 @@ def main() -> int:
             if head.status_code != 200 or head.headers.get("X-Linked-Size") != str(file["size"]) or bare.status_code != 200:
                 raise RuntimeError(f"sanity check: resolve HEAD {head.status_code} {dict(head.headers)}, bare HEAD {bare.status_code}")
             refused = requests.head(endpoint + resolve_path, headers={"Authorization": f"Bearer {seed['unlicensed_token']}"}, timeout=30)
-            urls = {"bare": endpoint + "/bench/bare", "ours": endpoint + resolve_path}
+            drf = requests.head(endpoint + "/bench/drf", headers=auth, timeout=30)
+            if drf.status_code != 200:
+                raise RuntimeError(f"sanity check: /bench/drf HEAD answered {drf.status_code}")
+            urls = {"bare": endpoint + "/bench/bare", "drf": endpoint + "/bench/drf", "ours": endpoint + resolve_path}
             probe = wrk_head_probe(urls["bare"], token, stack.dir / "head.lua")
 
             csv = stack.dir / "percentiles.csv"
@@ -286,7 +293,10 @@ def main() -> int:
           f"gunicorn -w {args.workers} (sync), DEBUG off, {database}, CONN_MAX_AGE={args.conn_max_age}; best of {args.repeat} runs each\n")
     print("| HEAD under load | requests/s | × bare | p50 (ms) | p90 (ms) | p99 (ms) | p99 × bare | max (ms) | failed or non-2xx |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for key, label in (("bare", "bare Django view `/bench/bare` (anchor)"), ("ours", "resolve, licensed token (ours)")):
+    labels = (("bare", "bare Django view `/bench/bare` (anchor)"),
+              ("drf", "DRF view, same token authentication and throttle, no other work `/bench/drf` (context)"),
+              ("ours", "resolve, licensed token (ours)"))
+    for key, label in labels:
         r = best[key]
         print(f"| {label} | {r['rps']:,.0f} | {r['rps'] / bare['rps']:.2f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} "
               f"| {r['p99_ms']:.1f} | {r['p99_ms'] / bare['p99_ms']:.2f} | {r['max_ms']:.0f} | {r['failed'] + r['non2xx']} |")
@@ -297,7 +307,8 @@ def main() -> int:
         print()
     if profile:
         print(f"In-process, Django test client, {args.profile_requests} HEADs each ({profile['vendor']}): bare view "
-              f"{profile['bare_s'] * 1e6:,.0f} µs/request, resolve {profile['ours_s'] * 1e6:,.0f} µs/request "
+              f"{profile['bare_s'] * 1e6:,.0f} µs/request, DRF view with token authentication {profile['drf_s'] * 1e6:,.0f} µs, "
+              f"resolve {profile['ours_s'] * 1e6:,.0f} µs/request "
               f"({profile['ours_s'] / profile['bare_s']:.1f}x); with the phase timers {profile['wrapped_s'] * 1e6:,.0f} µs.\n")
         print("| phase of the resolve HEAD (in-process) | µs/request | share of the extra over the bare view |")
         print("|---|---:|---:|")
