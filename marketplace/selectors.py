@@ -128,3 +128,24 @@ def model_lineage(*, model: Model) -> list[Model]:
         current = Model.objects.select_related("vendor", "parent").get(pk=current.parent_id)
         chain.append(current)
     return chain
+
+
+def artifact_for_download(*, vendor_slug: str, model_slug: str, revision: str, path: str) -> Artifact | None:
+    """The file a download names, with its version, model and vendor, in one query; None when
+    anything is missing (the caller then finds out what, for the precise error)."""
+    qs = Artifact.objects.select_related("version__model__vendor").filter(
+        path=path,
+        version__model__vendor__slug=vendor_slug,
+        version__model__slug=model_slug,
+        version__model__status=Model.Status.LIVE,
+        version__status=Version.Status.LIVE,
+    )
+    if revision == "main":
+        qs = qs.filter(version__revoked=False).order_by("-version__number")
+    elif m := VERSION_RE.match(revision):
+        qs = qs.filter(version__number=int(m.group(1)))
+    elif COMMIT_RE.match(revision):
+        qs = qs.filter(version__root_digest__startswith=revision)
+    else:
+        return None
+    return qs.first()

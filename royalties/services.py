@@ -60,6 +60,20 @@ def license_check(*, model_id: str, wallets: list[str]) -> LicenseDecision:
         ) from exc
 
 
+def license_mirror_hit(*, model_id: str, licensees) -> LicenseDecision | None:
+    """A valid mirrored licence for any of `licensees` (a list, or a queryset of addresses used as
+    a subquery: one database round trip), else None. The hot path of every download."""
+    held = (
+        License.objects.filter(model_id=model_id.lower(), licensee__in=licensees)
+        .filter(Q(perpetual=True) | Q(expires_at__gt=djtz.now()))
+        .only("licensee", "expires_at", "perpetual")
+        .first()
+    )
+    if held is None:
+        return None
+    return LicenseDecision(True, held.licensee, held.expires_at, held.perpetual, "mirror")
+
+
 def license_record(*, model_id: str, licensee: str, expiry: int, block: int | None, source: str) -> License | None:
     """Mirror a licence expiry (unix seconds, PERPETUAL for ever) seen on chain."""
     if expiry == 0:

@@ -118,9 +118,13 @@ class ResolveView(APIView):
         record = dict(user=request.user, token=token, repo_id=repo_id, revision=revision, path=path, method=request.method)
         version = artifact = grant = None
         try:
-            repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
-            version = selectors.version_resolve(model=repo, revision=revision)
-            artifact = selectors.artifact_get(version=version, path=path)
+            artifact = selectors.artifact_for_download(vendor_slug=vendor, model_slug=model, revision=revision, path=path)
+            if artifact is not None:
+                version = artifact.version
+            else:  # something is missing: find out what, for the client's precise error
+                repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+                version = selectors.version_resolve(model=repo, revision=revision)
+                artifact = selectors.artifact_get(version=version, path=path)
             if version.revoked:
                 raise MarketplaceError(
                     f"v{version.number} of {repo_id} was revoked by its vendor; use another revision",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from royalties.services import LicenseCheckUnavailable, license_check
+from royalties.services import LicenseCheckUnavailable, license_check, license_mirror_hit
 
 from ..errors import Forbidden, NotAuthenticated, Unavailable
 from ..models import ApiToken, Artifact, Download, Version, Wallet
@@ -29,6 +29,9 @@ def download_authorize(*, user, version: Version) -> DownloadGrant:
         )
     if model.vendor.user_id == user.pk:
         return DownloadGrant(model.vendor.address, "owner")
+    mirrored = license_mirror_hit(model_id=model.chain_model_id, licensees=Wallet.objects.filter(user=user).values("address"))
+    if mirrored is not None:
+        return DownloadGrant(mirrored.licensee or "", mirrored.source)
     wallets = list(Wallet.objects.filter(user=user).values_list("address", flat=True))
     try:
         decision = license_check(model_id=model.chain_model_id, wallets=wallets)
