@@ -123,6 +123,17 @@ def throwaway_postgres(name: str, server: str = "postgres://postgres@127.0.0.1:5
             subprocess.run(["dropdb", *conn, "--if-exists", "--force", name], env=env, capture_output=True)
 
 
+def commit_note() -> str:
+    """The commit measured, and whether the application's code differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "config", "marketplace", "royalties", "registry"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "commit unknown"
+    return f"commit {head}" + (" (application code modified since)" if dirty else "")
+
+
 def load_note() -> str:
     try:
         one, five, _ = Path("/proc/loadavg").read_text().split()[:3]

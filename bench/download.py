@@ -57,6 +57,7 @@ from _stack import (  # noqa: E402
     Stack,
     children_of,
     cleanup_on_sigterm,
+    commit_note,
     free_port,
     load_note,
     proc_status_kb,
@@ -280,7 +281,7 @@ def main() -> int:
         return 0
     sizes = {"large": args.size_mib * MiB, "small": args.small_mib * MiB}
     cleanup_on_sigterm()
-    note = load_note()
+    note = f"{commit_note()}; {load_note()}"
     runs: dict[tuple[str, str], list[dict]] = {}
     with Stack(prefix="hallmark-bench-download-", tmp_parent=args.tmp) as stack:
         need = 3 * (sizes["large"] + sizes["small"]) + 1024 * MiB

@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import requests  # noqa: E402
-from _stack import Stack, cleanup_on_sigterm, free_port, load_note, throwaway_postgres, wait_http  # noqa: E402
+from _stack import Stack, cleanup_on_sigterm, commit_note, free_port, load_note, throwaway_postgres, wait_http  # noqa: E402
 
 RATE = "1000000/s"
 SETTINGS = "bench.settings_bench"
@@ -176,7 +176,13 @@ def profile_in_process(env: dict, resolve_path: str, token: str, requests_n: int
     ours = per_request(resolve_path)
 
     timer = PhaseTimer()
+    # the phases of the HEAD path; names missing from the code being measured are skipped
+    # (1a09cf2 replaced the three lookups by artifact_for_download and added license_mirror_hit)
     timer.wrap(authentication, "api_token_authenticate", "authentication: API token lookup (api_token_authenticate)")
+    if hasattr(selectors, "artifact_for_download"):
+        timer.wrap(selectors, "artifact_for_download", "artifact_for_download (file + version + model + vendor, one query)")
+    if hasattr(downloads, "license_mirror_hit"):
+        timer.wrap(downloads, "license_mirror_hit", "  of which license_mirror_hit (licence through a wallet subquery)")
     timer.wrap(DownloadThrottle, "allow_request", "throttle (DownloadThrottle, Django cache)")
     timer.wrap(selectors, "model_get_by_repo", "model_get_by_repo (model + vendor + parent)")
     timer.wrap(selectors, "version_resolve", "version_resolve (`main` -> latest live version)")
@@ -233,7 +239,7 @@ def main() -> int:
         print("ab is not installed: run `make bench-deps` (Debian: apt-get install apache2-utils)", file=sys.stderr)
         return 0
     cleanup_on_sigterm()
-    note = load_note()
+    note = f"{commit_note()}; {load_note()}"
     runs: dict[str, list[dict]] = defaultdict(list)
     with ExitStack() as cleanup:
         database_url = cleanup.enter_context(throwaway_postgres("hallmark_head_bench", args.pg_server)) if args.postgres else None
@@ -315,6 +321,9 @@ def main() -> int:
         extra = profile["ours_s"] - profile["bare_s"]
         for name, seconds in sorted(profile["phases"].items(), key=lambda kv: -kv[1]):
             print(f"| {name} | {seconds * 1e6:,.0f} | {seconds / extra:.0%} |")
+        timed = sum(seconds for name, seconds in profile["phases"].items() if not name.startswith(" "))
+        rest = profile["wrapped_s"] - profile["bare_s"] - timed
+        print(f"| the rest: DRF dispatch, content negotiation, response (with the timers' own cost) | {rest * 1e6:,.0f} | {rest / extra:.0%} |")
         print()
         print(f"SQL queries of one resolve HEAD: {len(profile['queries'])}")
         print("```")
