@@ -201,6 +201,38 @@ def profile_in_process(env: dict, resolve_path: str, token: str, requests_n: int
 
     with CaptureQueriesContext(connection) as queries:
         client.head(resolve_path, **auth)
+
+    def timed_loop(fn, n: int = 500) -> float:
+        for _ in range(20):
+            fn()
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - start) / n
+
+    lookups = {}
+    with connection.cursor() as cursor:
+        lookups["a database round trip (`SELECT 1` on a cursor)"] = timed_loop(lambda: cursor.execute("SELECT 1"))
+    vendor, model, _, revision, path = resolve_path.lstrip("/").split("/", 4)
+    if hasattr(selectors, "artifact_for_download"):
+        from marketplace.models import Artifact
+
+        lookups["selectors.artifact_for_download (every column of 4 tables, JSON included)"] = timed_loop(
+            lambda: selectors.artifact_for_download(vendor_slug=vendor, model_slug=model, revision=revision, path=path))
+        lean = (
+            Artifact.objects.select_related("version__model__vendor")
+            .filter(path=path, version__model__vendor__slug=vendor, version__model__slug=model, version__model__status="live",
+                    version__status="live", version__revoked=False)
+            .order_by("-version__number")
+            .only("path", "size", "sha256", "storage_name", "version__number", "version__root_digest", "version__revoked",
+                  "version__model__chain_model_id", "version__model__slug", "version__model__vendor__slug",
+                  "version__model__vendor__user_id", "version__model__vendor__address")
+        )
+        lookups["the same query with .only() the 12 columns the HEAD path reads (bench-only variant)"] = timed_loop(lambda: lean.first())
+        sql, params = lean[:1].query.sql_with_params()
+        with connection.cursor() as cursor:
+            lookups["the same .only() query as raw SQL on a cursor (no ORM)"] = timed_loop(
+                lambda: (cursor.execute(sql, params), cursor.fetchone()))
     if cprofile:
         import cProfile
         import pstats
@@ -214,6 +246,7 @@ def profile_in_process(env: dict, resolve_path: str, token: str, requests_n: int
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     return {
+        "lookups": lookups,
         "bare_s": bare, "drf_s": drf, "ours_s": ours, "wrapped_s": wrapped_total, "vendor": connection.vendor,
         "phases": {name: timer.totals[name] / requests_n for name in timer.totals},
         "queries": [q["sql"] for q in queries.captured_queries],
@@ -324,6 +357,11 @@ def main() -> int:
         timed = sum(seconds for name, seconds in profile["phases"].items() if not name.startswith(" "))
         rest = profile["wrapped_s"] - profile["bare_s"] - timed
         print(f"| the rest: DRF dispatch, content negotiation, response (with the timers' own cost) | {rest * 1e6:,.0f} | {rest / extra:.0%} |")
+        print()
+        print("| one lookup of the HEAD path, in-process | µs |")
+        print("|---|---:|")
+        for name, seconds in profile["lookups"].items():
+            print(f"| {name} | {seconds * 1e6:,.0f} |")
         print()
         print(f"SQL queries of one resolve HEAD: {len(profile['queries'])}")
         print("```")
