@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _stack import cleanup_on_sigterm, load_note, throwaway_postgres  # noqa: E402
+from _stack import cleanup_on_sigterm, commit_note, load_note, throwaway_postgres  # noqa: E402
 
 TARGET_MS = 50
 FEE_BPS = 250
@@ -106,6 +106,39 @@ INDEXES = {
 # ones (the default 4 is for spinning disks), and on 2 cores starting parallel workers costs more
 # than these small queries save.
 SETTINGS = ["SET random_page_cost = 1.1", "SET max_parallel_workers_per_gather = 0"]
+
+
+def create_indexes() -> dict[str, str]:
+    """Create INDEXES in the throw-away database, except where the migrations already made an
+    index with the same definition (whatever its name); says which for each."""
+    from django.db import connection, transaction
+
+    def definitions(table: str) -> dict[str, str]:
+        """{index name: its definition without the name}"""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table])
+            return {name: re.sub(r"^CREATE (UNIQUE )?INDEX \S+ ON ", "", d) for name, d in cursor.fetchall()}
+
+    class Duplicate(Exception):
+        pass
+
+    notes = {}
+    for name, (_why, sql) in INDEXES.items():
+        table = re.search(r" ON (\w+) ", sql).group(1)
+        before = definitions(table)
+        made = f"bench_{name}" if name in before else name
+        try:
+            with transaction.atomic():  # rolled back if the schema already has it
+                with connection.cursor() as cursor:
+                    cursor.execute(sql.replace(f"CREATE INDEX {name} ", f"CREATE INDEX {made} ", 1))
+                mine = definitions(table)[made]
+                same = [other for other, definition in before.items() if definition == mine]
+                if same:
+                    raise Duplicate(same[0])
+            notes[name] = "created here"
+        except Duplicate as exc:
+            notes[name] = f"already in the migrations as {exc}: not created again"
+    return notes
 
 
 def address(kind: int, i: int) -> str:
@@ -644,7 +677,7 @@ def main() -> int:
     args = parser.parse_args()
     if "bench" not in args.database:
         parser.error("--database: it is dropped and created; its name must contain 'bench'")
-    note = load_note()
+    note = f"{commit_note()}; {load_note()}"
     cleanup_on_sigterm()
     if shutil.which("createdb") is None:
         print("createdb/dropdb are not installed (Debian: apt-get install postgresql-client)", file=sys.stderr)
@@ -748,11 +781,11 @@ def run(args, url: str, note: str) -> int:
 
     results: dict[str, dict[str, dict]] = {}
     reports: dict[str, list[str]] = {}
+    index_notes: dict[str, str] = {}
     for stage, _title in stages:
         if stage == "indexes":
+            index_notes = create_indexes()
             with connection.cursor() as cursor:
-                for _why, sql in INDEXES.values():
-                    cursor.execute(sql)
                 cursor.execute("VACUUM ANALYZE")
         if stage == "settings":
             with connection.cursor() as cursor:
@@ -775,10 +808,10 @@ def run(args, url: str, note: str) -> int:
         cells = " | ".join(f"{results[stage][key]['p50']:.1f} | {results[stage][key]['p95']:.1f}" for stage, _ in stages)
         print(f"| {label} | {facts[key]} | {cells} | {'p95 < 50' if key in targets else '-'} |")
     print()
-    print("Indexes created in the throw-away database (recommended):\n")
+    print("Indexes recommended, created in the throw-away database unless the migrations already have an equal one:\n")
     print("```sql")
-    for why, sql in INDEXES.values():
-        print(f"-- {why}\n{sql};")
+    for name, (why, sql) in INDEXES.items():
+        print(f"-- {why}\n-- {index_notes.get(name, '')}\n{sql};")
     print("```\n")
     print("Planner settings of the last stage (session settings here; postgresql.conf on a server):\n")
     print("```sql\n" + ";\n".join(SETTINGS) + ";\n```\n")
