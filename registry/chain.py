@@ -22,7 +22,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
+from web3.exceptions import BadFunctionCallOutput, ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,13 @@ def chain_errors() -> Iterator[None]:
         yield
     except ContractCustomError as exc:
         raise decode_revert(exc.data if isinstance(exc.data, str) else exc.message) from exc
+    except BadFunctionCallOutput as exc:
+        # an empty answer from the registry's address: a node still syncing or just restarted
+        # (retry later), or a wrong REGISTRY_ADDRESS (the error says so)
+        raise ChainUnavailable(
+            f"the registry contract does not answer at its address on {settings.CHAIN_RPC_URL} "
+            "(node not synced yet, or REGISTRY_ADDRESS / deployments record wrong)"
+        ) from exc
     except ContractLogicError as exc:
         raise (decode_revert(exc.data) if exc.data else ContractReverted("Reverted", (str(exc),))) from exc
     except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:

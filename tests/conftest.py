@@ -173,6 +173,7 @@ def celery_worker(celery_app_configured, transactional_db):
     """A real Celery worker (thread in this process) consuming the real Redis broker."""
     from celery.contrib.testing.worker import start_worker
 
+    celery_app_configured.control.purge()  # tasks earlier tests queued for rows that are gone now
     with start_worker(
         celery_app_configured, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=15
     ) as worker:
