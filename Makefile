@@ -58,10 +58,10 @@ clean-data:
 
 .PHONY: bench bench-deps
 
-## bench-deps: what the benchmarks need from Debian (installed if missing, never upgraded): nginx with its DAV module, curl, openssl
+## bench-deps: what the benchmarks need from Debian (installed if missing, never upgraded): nginx with its DAV module, curl, openssl, wrk, ab (apache2-utils)
 bench-deps:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
-	$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends --no-upgrade nginx curl openssl
+	$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends --no-upgrade nginx curl openssl wrk apache2-utils
 	@$$(command -v nginx || echo /usr/sbin/nginx) -V 2>&1 | grep -q -- --with-http_dav_module || { echo "this nginx has no DAV module (dav_methods PUT)"; exit 1; }
 
 ## bench: every benchmark in bench/ (docs/benchmarks.md says what each measures)
@@ -70,3 +70,6 @@ bench: install
 	$(PY) bench/hashing.py
 	$(PY) bench/upload.py
 	$(PY) bench/indexer.py
+	$(PY) bench/download.py
+	$(PY) bench/resolve_head.py
+	$(PY) bench/ledger_scale.py
