@@ -44,16 +44,11 @@ def license_check(*, model_id: str, wallets: list[str]) -> LicenseDecision:
     if not wallets:
         return LicenseDecision(False)
     wallets = [to_checksum_address(w) for w in wallets]
-    now = djtz.now()
-    held = (
-        License.objects.filter(model_id=model_id.lower(), licensee__in=wallets)
-        .filter(Q(perpetual=True) | Q(expires_at__gt=now))
-        .first()
-    )
+    held = license_mirror_hit(model_id=model_id, licensees=wallets)
     if held is not None:
-        return LicenseDecision(True, held.licensee, held.expires_at, held.perpetual, "mirror")
+        return held
     try:
-        return _check_on_chain(model_id, wallets, now)
+        return _check_on_chain(model_id, wallets, djtz.now())
     except ChainUnavailable as exc:
         raise LicenseCheckUnavailable(
             "the chain cannot be reached to check your licence; try again shortly"

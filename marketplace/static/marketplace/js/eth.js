@@ -105,10 +105,6 @@ export function siweMessage({ domain, address, uri, chainId, nonce }) {
   ].join("\n");
 }
 
-export function toChecksumless(address) {
-  return address.toLowerCase();
-}
-
 export function formatBytes(n) {
   if (n < 1024) return `${n} B`;
   const units = ["KiB", "MiB", "GiB", "TiB"];
