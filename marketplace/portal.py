@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from registry import chain
-from royalties.selectors import format_eth, statement_build
+from royalties.selectors import format_eth, statement_build, statement_daily_sales
 
 from . import selectors, services
 from .cards import render_card
@@ -235,14 +235,9 @@ def royalties_page(request):
     start_day = end_day - timedelta(days=29)
     start = datetime.combine(start_day, time.min, tzinfo=timezone.utc)
     end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=timezone.utc)
-    statement = statement_build(addresses=addresses, start=start, end=end)
-    per_day = {start_day + timedelta(days=i): [0, 0] for i in range(30)}
-    for line in statement.lines:
-        if line.role == "vendor":
-            bucket = per_day.get(line.occurred_at.date())
-            if bucket is not None:
-                bucket[0] += 1
-                bucket[1] += int(line.amount_wei)
+    statement = statement_build(addresses=addresses, start=start, end=end, lines_limit=0)
+    daily = statement_daily_sales(addresses=addresses, start=start, end=end)
+    per_day = {day: daily.get(day, (0, 0)) for day in (start_day + timedelta(days=i) for i in range(30))}
     withdrawable = []
     try:
         contract = chain.registry_contract()
@@ -252,7 +247,8 @@ def royalties_page(request):
         chain_ok = True
     except chain.ChainError:
         chain_ok = False
-    repos = {m.chain_model_id: m.repo_id for m in Model.objects.select_related("vendor")}
+    shown = {s["model_id"] for s in statement.sales} | {m for r in statement.royalties_from_downstream for m in (r["downstream_model_id"], r["your_model_id"])}
+    repos = {m.chain_model_id: m.repo_id for m in Model.objects.select_related("vendor").filter(chain_model_id__in=shown)}
     downstream = [
         {**r, "downstream": repos.get(r["downstream_model_id"], r["downstream_model_id"]), "yours": repos.get(r["your_model_id"], r["your_model_id"]),
          "amount": format_eth(r["amount_wei"])}

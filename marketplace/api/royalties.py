@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import csv
 from datetime import date, datetime, time, timedelta, timezone
+from itertools import islice
 
-from django.http import HttpResponse
+from django.http import StreamingHttpResponse
 from rest_framework import permissions, serializers
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from royalties.selectors import format_eth, licenses_held, purchase_history, statement_build
+from royalties.selectors import format_eth, licenses_held, purchase_history, statement_build, statement_lines
 
 from ..models import Model, Wallet
 
@@ -28,10 +30,18 @@ def _repo_ids(model_ids) -> dict[str, str]:
     }
 
 
+LINES_PAGE = 100
+MAX_LINES_PAGE = 1000
+
+
 class StatementQuery(serializers.Serializer):
     start = serializers.DateField()
     end = serializers.DateField(help_text="inclusive")
     format = serializers.ChoiceField(choices=["json", "csv"], default="json", required=False)
+    page = serializers.IntegerField(min_value=1, default=1, required=False, help_text="page of `lines` (JSON only)")
+    page_size = serializers.IntegerField(
+        min_value=1, max_value=MAX_LINES_PAGE, default=LINES_PAGE, required=False, help_text=f"lines per page, at most {MAX_LINES_PAGE}"
+    )
 
     def validate(self, data):
         if data["end"] < data["start"]:
@@ -52,21 +62,28 @@ class StatementView(APIView):
     def get(self, request):
         query = StatementQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        start, end = _day(query.validated_data["start"]), _day(query.validated_data["end"]) + timedelta(days=1)
+        params = query.validated_data
+        start, end = _day(params["start"]), _day(params["end"]) + timedelta(days=1)
         addresses = list(Wallet.objects.filter(user=request.user).values_list("address", flat=True))
-        statement = statement_build(addresses=addresses, start=start, end=end)
+        if params.get("format") == "csv" or "text/csv" in request.META.get("HTTP_ACCEPT", ""):
+            return self._csv(statement_lines(addresses=addresses, start=start, end=end), params)
+        page, size = params["page"], params["page_size"]
+        statement = statement_build(addresses=addresses, start=start, end=end, lines_offset=(page - 1) * size, lines_limit=size)
         repos = _repo_ids(
-            {line.entry.model_id for line in statement.lines}
+            {line.sold_model_id for line in statement.lines}
             | {line.model_id for line in statement.lines}
             | {s["model_id"] for s in statement.sales}
+            | {m for r in statement.royalties_from_downstream for m in (r["downstream_model_id"], r["your_model_id"])}
         )
-        if query.validated_data.get("format") == "csv" or "text/csv" in request.META.get("HTTP_ACCEPT", ""):
-            return self._csv(statement, repos, query.validated_data)
+
+        def page_url(number: int) -> str:
+            return replace_query_param(request.build_absolute_uri(), "page", number)
+
         return Response(
             {
                 "wallets": statement.addresses,
-                "start": query.validated_data["start"],
-                "end": query.validated_data["end"],
+                "start": params["start"],
+                "end": params["end"],
                 "opening_balance_wei": str(statement.opening_balance_wei),
                 "opening_balance_eth": format_eth(statement.opening_balance_wei),
                 "closing_balance_wei": str(statement.closing_balance_wei),
@@ -92,30 +109,50 @@ class StatementView(APIView):
                         for r in statement.royalties_from_downstream
                     ],
                 },
+                "line_count": statement.line_count,
+                "page": page,
+                "page_size": size,
+                "next": page_url(page + 1) if page * size < statement.line_count else None,
+                "previous": page_url(page - 1) if page > 1 else None,
                 "lines": [
                     {
                         "occurred_at": line.occurred_at, "role": line.role, "wallet": line.address,
-                        "amount_wei": str(int(line.amount_wei)), "amount_eth": format_eth(int(line.amount_wei)),
+                        "amount_wei": str(line.amount_wei), "amount_eth": format_eth(line.amount_wei),
                         "model_id": line.model_id or None, "repo_id": repos.get(line.model_id),
-                        "sold_model_id": line.entry.model_id or None, "sold_repo_id": repos.get(line.entry.model_id),
-                        "transaction_hash": line.entry.tx_hash, "block_number": line.entry.block_number,
+                        "sold_model_id": line.sold_model_id or None, "sold_repo_id": repos.get(line.sold_model_id),
+                        "transaction_hash": line.tx_hash, "block_number": line.block_number,
                     }
                     for line in statement.lines
                 ],
             }
         )
 
-    def _csv(self, statement, repos, query) -> HttpResponse:
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
+    def _csv(self, lines, query) -> StreamingHttpResponse:
+        """Every line of the period, streamed: a year of a big vendor's sales never sits in memory."""
+        header = ["occurred_at", "role", "wallet", "amount_wei", "amount_eth", "repo_id", "model_id", "sold_repo_id", "transaction_hash", "block_number"]
+
+        def rows():
+            writer = csv.writer(_Echo())
+            yield writer.writerow(header)
+            lines_iter = iter(lines)
+            while chunk := list(islice(lines_iter, 1000)):
+                repos = _repo_ids({line.model_id for line in chunk} | {line.sold_model_id for line in chunk})
+                for line in chunk:
+                    yield writer.writerow([
+                        line.occurred_at.isoformat(), line.role, line.address, line.amount_wei, format_eth(line.amount_wei),
+                        repos.get(line.model_id, ""), line.model_id, repos.get(line.sold_model_id, ""), line.tx_hash, line.block_number,
+                    ])
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="hallmark-statement-{query["start"]}-{query["end"]}.csv"'
-        writer = csv.writer(response)
-        writer.writerow(["occurred_at", "role", "wallet", "amount_wei", "amount_eth", "repo_id", "model_id", "sold_repo_id", "transaction_hash", "block_number"])
-        for line in statement.lines:
-            writer.writerow([
-                line.occurred_at.isoformat(), line.role, line.address, int(line.amount_wei), format_eth(int(line.amount_wei)),
-                repos.get(line.model_id, ""), line.model_id, repos.get(line.entry.model_id, ""), line.entry.tx_hash, line.entry.block_number,
-            ])
         return response
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for csv.writer inside a generator."""
+
+    def write(self, value: str) -> str:
+        return value
 
 
 class LicensesView(APIView):

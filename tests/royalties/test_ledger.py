@@ -135,11 +135,59 @@ def test_statement_periods_and_csv(chain, market):
     today = date.today().isoformat()
     response = client.get(f"/api/v1/royalties/statement?start={today}&end={today}&format=csv")
     assert response["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows and all(r["transaction_hash"].startswith("0x") for r in rows)
     assert sum(int(r["amount_wei"]) for r in rows) == int(later["closing_balance_wei"])
     assert client.get(f"/api/v1/royalties/statement?start={today}&end={yesterday}").json()["code"] == "invalid_input"
     assert APIClient().get(f"/api/v1/royalties/statement?start={today}&end={today}").status_code == 401
+
+
+def test_statement_lines_come_in_pages_and_the_totals_cover_the_whole_period(chain, market):
+    today = date.today().isoformat()
+    client = api(market["vendor"])
+    whole = client.get(f"/api/v1/royalties/statement?start={today}&end={today}").json()
+    assert whole["line_count"] == len(whole["lines"]) == 3 and whole["next"] is None and whole["previous"] is None
+    pages, url = [], f"/api/v1/royalties/statement?start={today}&end={today}&page_size=2"
+    while url:
+        body = client.get(url).json()
+        assert body["line_count"] == 3 and len(body["lines"]) <= 2
+        assert {k: body[k] for k in ("closing_balance_wei", "totals")} == {k: whole[k] for k in ("closing_balance_wei", "totals")}
+        pages.append(body["lines"])
+        url = body["next"]
+    assert [len(p) for p in pages] == [2, 1] and [line for p in pages for line in p] == whole["lines"]
+    assert body["previous"].endswith("page=1") or "page=1&" in body["previous"]
+    beyond = client.get(f"/api/v1/royalties/statement?start={today}&end={today}&page=9").json()
+    assert beyond["lines"] == [] and beyond["line_count"] == 3 and beyond["totals"] == whole["totals"]
+    too_big = client.get(f"/api/v1/royalties/statement?start={today}&end={today}&page_size=100000")
+    assert too_big.status_code == 400 and too_big.json()["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize("party", ["vendor", "remixer", "bob"])
+def test_statement_totals_summed_in_sql_equal_its_lines_added_up(chain, market, party):
+    """statement_build sums the period in SQL; adding up every line it lists gives the same figures."""
+    from datetime import datetime, timezone
+
+    from royalties.selectors import statement_build, statement_lines
+
+    start = datetime.combine(date.today(), datetime.min.time(), tzinfo=timezone.utc)
+    end = start + timedelta(days=1)
+    addresses = [market[party].address]
+    statement = statement_build(addresses=addresses, start=start, end=end, lines_limit=None)
+    lines = list(statement_lines(addresses=addresses, start=start, end=end))
+    assert lines and statement.lines == lines and statement.line_count == len(lines)
+    assert statement.closing_balance_wei == statement.opening_balance_wei + sum(line.amount_wei for line in lines)
+    assert statement.earned_wei == sum(line.amount_wei for line in lines if line.amount_wei > 0)
+    assert statement.withdrawals_wei == -sum(line.amount_wei for line in lines if line.role == "withdrawn")
+    upstream = {}
+    for line in lines:
+        if line.role == "upstream":
+            upstream[(line.sold_model_id, line.model_id)] = upstream.get((line.sold_model_id, line.model_id), 0) + line.amount_wei
+    assert statement.royalties_from_downstream == [
+        {"downstream_model_id": sold, "your_model_id": yours, "amount_wei": amount} for (sold, yours), amount in sorted(upstream.items())
+    ]
+    vendor_lines = sum(line.amount_wei for line in lines if line.role == "vendor")
+    assert sum(s["net_to_vendor_wei"] for s in statement.sales) == vendor_lines
+    assert statement_build(addresses=addresses, start=start, end=end, lines_offset=1, lines_limit=1).lines == lines[1:2]
 
 
 def test_buyer_sees_licences_renewals_and_history(chain, market):
