@@ -165,6 +165,11 @@ API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)  # tokens from si
 # Downloads: behind nginx, set the internal location that maps to MEDIA_ROOT (e.g. "/_media/")
 DOWNLOAD_X_ACCEL_REDIRECT_PREFIX = env.str("DOWNLOAD_X_ACCEL_REDIRECT_PREFIX", default="")
 DOWNLOAD_RATE_LIMIT = env.str("DOWNLOAD_RATE_LIMIT", default="1200/min")  # per API token (or address)
+# the download hot path keeps live tokens, resolved files and licence grants in each process
+# (registry/caching.py): at most this long (0: off), and every process looks for changes made
+# elsewhere (a token revoked, a version revoked or published) this often
+HOT_CACHE_SECONDS = env.float("HOT_CACHE_SECONDS", default=60)
+HOT_CACHE_CHECK_SECONDS = env.float("HOT_CACHE_CHECK_SECONDS", default=1)
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="600/min")
 
 CACHES = {

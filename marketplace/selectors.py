@@ -6,6 +6,8 @@ import re
 
 from django.db.models import QuerySet
 
+from registry.caching import LocalCache
+
 from .errors import NotFound
 from .models import Artifact, Model, Version
 
@@ -130,9 +132,22 @@ def model_lineage(*, model: Model) -> list[Model]:
     return chain
 
 
+_downloads = LocalCache("download-files")
+
+
 def artifact_for_download(*, vendor_slug: str, model_slug: str, revision: str, path: str) -> Artifact | None:
     """The file a download names, with its version, model and vendor, in one query; None when
-    anything is missing (the caller then finds out what, for the precise error)."""
+    anything is missing (the caller then finds out what, for the precise error).
+
+    Found files are kept in the process (registry/caching.py): a version going live or being
+    revoked clears them everywhere within HOT_CACHE_CHECK_SECONDS. Misses are not kept."""
+    return _downloads.get_or_load(
+        (vendor_slug, model_slug, revision, path),
+        lambda: _artifact_for_download(vendor_slug=vendor_slug, model_slug=model_slug, revision=revision, path=path),
+    )
+
+
+def _artifact_for_download(*, vendor_slug: str, model_slug: str, revision: str, path: str) -> tuple[Artifact | None, float | None]:
     qs = Artifact.objects.select_related("version__model__vendor").filter(
         path=path,
         version__model__vendor__slug=vendor_slug,
@@ -147,5 +162,6 @@ def artifact_for_download(*, vendor_slug: str, model_slug: str, revision: str, p
     elif COMMIT_RE.match(revision):
         qs = qs.filter(version__root_digest__startswith=revision)
     else:
-        return None
-    return qs.first()
+        return None, 0
+    artifact = qs.first()
+    return artifact, (None if artifact is not None else 0)

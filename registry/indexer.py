@@ -27,11 +27,15 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 from hexbytes import HexBytes
 
 from . import chain
+from .caching import cache_generation_bump
 from .chain import chain_errors
 from .models import ChainEvent, IndexedBlock, IndexerCursor
 
 logger = logging.getLogger(__name__)
 BLOCK_WINDOW = 512  # indexed block hashes kept for finding a common ancestor
+# events that only add money or licences: nothing cached can be made wrong by them (caches keep
+# grants, never refusals), so they do not clear the hot-path caches (registry/caching.py)
+GRANT_ONLY_EVENTS = frozenset({"LicensePurchased", "RoyaltyCredited", "OverpaymentCredited", "Withdrawn", "TermsChanged", "PlatformFeeChanged"})
 
 
 @dataclass
@@ -165,6 +169,8 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
         if fresh:
             for projection in _projections():
                 projection.apply(fresh)
+            if any(e.name not in GRANT_ONLY_EVENTS for e in fresh):
+                cache_generation_bump()
         cursor.block_number = end
         cursor.block_hash = "0x" + end_hash.hex()
         cursor.save(update_fields=["block_number", "block_hash", "updated_at"])
@@ -202,6 +208,7 @@ def _rollback(contract: str, ancestor: int) -> tuple[int, int]:
         if removed:
             for projection in _projections():
                 projection.rollback(removed)
+            cache_generation_bump()  # a rolled-back purchase takes a licence away
         kept = IndexedBlock.objects.filter(contract=contract, number=ancestor).first()
         cursor.block_number = ancestor
         cursor.block_hash = kept.hash if kept else ""

@@ -118,3 +118,12 @@ class ChainEvent(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.block_number}:{self.log_index}"
+
+
+class CacheGeneration(models.Model):
+    """One row: bumped by every change that may make a process-local cache wrong (registry/caching.py)."""
+
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"cache generation {self.value}"

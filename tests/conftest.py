@@ -131,6 +131,17 @@ def chain(anvil):
 
 
 @pytest.fixture(autouse=True)
+def _hot_caches():
+    """Each test starts with empty process-local caches: its database rows are new (and the
+    previous test's were rolled back, which bumps nothing)."""
+    from registry.caching import clear_local
+
+    clear_local()
+    yield
+    clear_local()
+
+
+@pytest.fixture(autouse=True)
 def _media_root(tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()
@@ -285,7 +296,6 @@ def _services():
 
 def publish(party, slug, files, *, price=10**15, duration=0, parent=None, bps=0, description=""):
     """Create, sign, relay, upload, hash, sign and relay a model version through the services."""
-    import io
 
     from hallmark import eip712
 
@@ -295,6 +305,16 @@ def publish(party, slug, files, *, price=10**15, duration=0, parent=None, bps=0,
     )
     services.model_submit_signature(model=model, signature=eip712.sign_typed_data(model.typed_data, party.key))
     model = services.model_anchor(model_id=model.pk)
+    return publish_version(party, model, files)
+
+
+def publish_version(party, model, files):
+    """A new version of an anchored model: upload, hash, sign and relay it through the services."""
+    import io
+
+    from hallmark import eip712
+
+    services = _services()
     version = services.version_create(model=model)
     for name, data in files.items():
         services.artifact_upload(version=version, path=name, stream=io.BytesIO(data))

@@ -13,6 +13,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from eth_utils import to_checksum_address
 
+from registry.caching import LocalCache
+
 from ..errors import Conflict, Forbidden, InvalidInput, NotAuthenticated
 from ..models import ApiToken, SiweNonce, Vendor, Wallet
 
@@ -118,17 +120,32 @@ def api_token_create(*, user, name: str = "", expires_at: datetime | None = None
     return token, plaintext
 
 
+_live_tokens = LocalCache("api-tokens")
+
+
 def api_token_authenticate(plaintext: str) -> ApiToken:
-    """The live token for `plaintext`; NotAuthenticated (code invalid_token) otherwise."""
-    token = ApiToken.objects.select_related("user").filter(key_hash=_hash(plaintext)).first()
+    """The live token for `plaintext`; NotAuthenticated (code invalid_token) otherwise.
+
+    Live tokens are kept in the process (registry/caching.py) until their expiry, at most
+    HOT_CACHE_SECONDS; a revocation reaches every process within HOT_CACHE_CHECK_SECONDS.
+    Unknown, revoked and expired tokens are looked up each time."""
     now = timezone.now()
-    if token is None or token.revoked_at is not None or not token.user.is_active:
-        raise NotAuthenticated("the API token is unknown or revoked; create a new one", code="invalid_token")
+    token = _live_tokens.get_or_load(_hash(plaintext), lambda: _token_load(plaintext, now))
     if token.expires_at is not None and token.expires_at <= now:
         raise NotAuthenticated("the API token has expired; create a new one", code="token_expired")
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)  # at most once a minute
+        token.last_used_at = now
     return token
+
+
+def _token_load(plaintext: str, now: datetime) -> tuple[ApiToken, float | None]:
+    token = ApiToken.objects.select_related("user").filter(key_hash=_hash(plaintext)).first()
+    if token is None or token.revoked_at is not None or not token.user.is_active:
+        raise NotAuthenticated("the API token is unknown or revoked; create a new one", code="invalid_token")
+    if token.expires_at is not None and token.expires_at <= now:
+        raise NotAuthenticated("the API token has expired; create a new one", code="token_expired")
+    return token, (None if token.expires_at is None else (token.expires_at - now).total_seconds())
 
 
 def api_token_revoke(*, token: ApiToken) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils import timezone
+
+from registry.caching import LocalCache
 from royalties.services import LicenseCheckUnavailable, license_check, license_mirror_hit
 
 from ..errors import Forbidden, NotAuthenticated, Unavailable
@@ -16,33 +19,44 @@ class DownloadGrant:
     source: str  # "owner", "mirror" or "chain"
 
 
+_grants = LocalCache("licence-grants")
+
+
 def download_authorize(*, user, version: Version) -> DownloadGrant:
     """Allow the download if the user is the model's vendor or a linked wallet holds a licence.
 
     Raises NotAuthenticated/Forbidden with code GatedRepo, or Unavailable (503, Retry-After)
     when the chain cannot be asked and no licence is mirrored: the check fails closed.
+    A grant is kept in the process until the licence expires, at most HOT_CACHE_SECONDS
+    (registry/caching.py); a refusal is never kept, so a purchase works as soon as it is mined.
     """
     model = version.model
     if user is None or not user.is_authenticated:
         raise NotAuthenticated(
             f"{model.repo_id} needs a licence: send `Authorization: Bearer <API token>`", code="GatedRepo"
         )
+    return _grants.get_or_load((user.pk, model.chain_model_id), lambda: _authorize(user, model))
+
+
+def _authorize(user, model) -> tuple[DownloadGrant, float | None]:
     if model.vendor.user_id == user.pk:
-        return DownloadGrant(model.vendor.address, "owner")
+        return DownloadGrant(model.vendor.address, "owner"), None
     mirrored = license_mirror_hit(model_id=model.chain_model_id, licensees=Wallet.objects.filter(user=user).values("address"))
-    if mirrored is not None:
-        return DownloadGrant(mirrored.licensee or "", mirrored.source)
-    wallets = list(Wallet.objects.filter(user=user).values_list("address", flat=True))
-    try:
-        decision = license_check(model_id=model.chain_model_id, wallets=wallets)
-    except LicenseCheckUnavailable as exc:
-        raise Unavailable(str(exc), retry_after=exc.retry_after) from exc
-    if not decision.granted:
+    if mirrored is None:
+        wallets = list(Wallet.objects.filter(user=user).values_list("address", flat=True))
+        try:
+            mirrored = license_check(model_id=model.chain_model_id, wallets=wallets)
+        except LicenseCheckUnavailable as exc:
+            raise Unavailable(str(exc), retry_after=exc.retry_after) from exc
+    if not mirrored.granted:
         raise Forbidden(
             f"none of your wallets holds a licence for {model.repo_id}; buy one (purchaseLicense) and retry",
             code="GatedRepo",
         )
-    return DownloadGrant(decision.licensee or "", decision.source)
+    grant = DownloadGrant(mirrored.licensee or "", mirrored.source)
+    if mirrored.perpetual or mirrored.expires_at is None:
+        return grant, None
+    return grant, (mirrored.expires_at - timezone.now()).total_seconds()
 
 
 def download_record(

@@ -27,6 +27,7 @@ from hallmark.manifest import (
     validate_relative_path,
 )
 from registry import chain
+from registry.caching import cache_generation_bump
 from registry.inspection import InspectionError, file_kind, inspect_file
 from registry.services import TransactionFailed, transaction_enqueue, transaction_events, transaction_process
 
@@ -276,6 +277,7 @@ def version_anchor(*, version_id: int) -> Version:
     Version.objects.filter(pk=version.pk, number__isnull=False).exclude(status=Version.Status.LIVE).update(
         status=Version.Status.LIVE, published_block=tx.block_number, error_code="", error_message=""
     )
+    cache_generation_bump()  # `main` of this model now names the new version
     model_catalog_refresh(model_id=version.model_id)
     return Version.objects.get(pk=version.pk)
 
