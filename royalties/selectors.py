@@ -102,16 +102,15 @@ def _period_lines(addresses: list[str], start: datetime, end: datetime):
     return LedgerLine.objects.filter(account__in=[credit_account(a) for a in addresses], occurred_at__gte=start, occurred_at__lt=end)
 
 
-def statement_lines(*, addresses: list[str], start: datetime, end: datetime, offset: int = 0, limit: int | None = None) -> Iterator[StatementLine]:
-    """The credit lines of these wallets in [start, end), in ledger order, streamed in chunks (the
-    CSV export reads them all this way without holding them in memory)."""
+def _lines(addresses: list[str], start: datetime, end: datetime):
+    return _period_lines(addresses, start, end).order_by(*_LINE_ORDER).values_list(*_LINE_COLUMNS)
+
+
+def statement_lines(*, addresses: list[str], start: datetime, end: datetime) -> Iterator[StatementLine]:
+    """Every credit line of these wallets in [start, end), in ledger order, streamed in chunks
+    (the CSV export reads them all this way without holding them in memory)."""
     addresses = [to_checksum_address(a) for a in addresses]
-    rows = _period_lines(addresses, start, end).order_by(*_LINE_ORDER).values_list(*_LINE_COLUMNS)
-    if limit is not None:
-        rows = rows[offset : offset + limit]
-    elif offset:
-        rows = rows[offset:]
-    for row in rows.iterator(chunk_size=2000):
+    for row in _lines(addresses, start, end).iterator(chunk_size=2000):
         yield StatementLine(*row)
 
 
@@ -173,7 +172,11 @@ def statement_build(*, addresses: list[str], start: datetime, end: datetime, lin
         elif role == LedgerLine.Role.WITHDRAWN:
             withdrawn += -int(amount)
 
-    lines = [] if lines_limit == 0 or count == 0 else list(statement_lines(addresses=addresses, start=start, end=end, offset=lines_offset, limit=lines_limit))
+    lines: list[StatementLine] = []
+    if count and lines_limit != 0:
+        rows = _lines(addresses, start, end)
+        rows = rows[lines_offset : lines_offset + lines_limit] if lines_limit is not None else rows[lines_offset:]
+        lines = [StatementLine(*row) for row in rows]
     sales = _sales(addresses, start, end)
     return Statement(
         addresses, start, end, opening, opening + moved, count, lines, lines_offset,

@@ -3,6 +3,10 @@
 from django.db import migrations, models
 
 
+def create_the_row(apps, schema_editor):
+    apps.get_model("registry", "CacheGeneration").objects.get_or_create(pk=1, defaults={"value": 0})
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -17,4 +21,5 @@ class Migration(migrations.Migration):
                 ('value', models.PositiveBigIntegerField(default=0)),
             ],
         ),
+        migrations.RunPython(create_the_row, migrations.RunPython.noop),
     ]
