@@ -61,6 +61,7 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
         if event.name in MONEY_EVENTS:
             by_tx[event.tx_hash].append(event)
     written = 0
+    balances = _RunningBalances()
     for tx_events in by_tx.values():
         tx_events.sort(key=lambda e: e.log_index)
         open_entry: LedgerEntry | None = None
@@ -70,7 +71,7 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
         for event in tx_events:
             args = event.args
             if event.name == "LicensePurchased":
-                _close(open_entry, credited)
+                _close(open_entry, credited, balances)
                 expiry = int(args["expiresAt"])
                 open_entry = _entry(
                     event, LedgerEntry.Kind.PURCHASE, model_id=args["modelId"].lower(),
@@ -97,10 +98,11 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
                 payee = to_checksum_address(args["payee"])
                 amount = int(args["amount"])
                 entry = _entry(event, LedgerEntry.Kind.WITHDRAWAL)
-                LedgerLine.objects.bulk_create([
-                    _line(entry, credit_account(payee), payee, LedgerLine.Role.WITHDRAWN, "", -amount, event.log_index),
-                    _line(entry, wallet_account(payee), payee, LedgerLine.Role.RECEIVED, "", amount, event.log_index),
-                ])
+                if not entry.lines.exists():
+                    balances.write([
+                        _line(entry, credit_account(payee), payee, LedgerLine.Role.WITHDRAWN, "", -amount, event.log_index),
+                        _line(entry, wallet_account(payee), payee, LedgerLine.Role.RECEIVED, "", amount, event.log_index),
+                    ])
                 written += 1
             elif event.name == "TermsChanged":
                 _entry(event, LedgerEntry.Kind.TERMS, model_id=args["modelId"].lower(), price_wei=int(args["price"]),
@@ -109,7 +111,7 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
             elif event.name == "PlatformFeeChanged":
                 _entry(event, LedgerEntry.Kind.PLATFORM_FEE, memo={"bps": int(args["bps"]), "recipient": args["recipient"]})
                 written += 1
-        _close(open_entry, credited)
+        _close(open_entry, credited, balances)
     return written
 
 
@@ -122,13 +124,64 @@ def _entry(event: ChainEvent, kind: str, **fields) -> LedgerEntry:
 
 
 def _line(entry, account, address, role, model_id, amount, log_index) -> LedgerLine:
+    purchase = entry.kind == LedgerEntry.Kind.PURCHASE
     return LedgerLine(
         entry=entry, account=account, address=address, role=role, model_id=model_id,
-        amount_wei=amount, occurred_at=entry.occurred_at, log_index=log_index,
+        amount_wei=amount, occurred_at=entry.occurred_at, log_index=log_index, block_number=entry.block_number,
+        sold_model_id=entry.model_id if purchase else "",
+        sold_version=_sold_version(entry) if purchase else None,
     )
 
 
-def _close(entry: LedgerEntry | None, credited: list[LedgerLine]) -> None:
+def _sold_version(entry: LedgerEntry) -> int | None:
+    if not hasattr(entry, "_sold_version"):  # once per purchase, not once per line
+        entry._sold_version = version_at(entry.model_id, entry.block_number)
+    return entry._sold_version
+
+
+def version_at(model_id: str, block: int) -> int | None:
+    """The version of `model_id` that was the latest published at `block` (from VersionPublished)."""
+    number = (
+        ChainEvent.objects.filter(name="VersionPublished", args__modelId=model_id, block_number__lte=block)
+        .order_by("-block_number", "-log_index")
+        .values_list("args__version", flat=True)
+        .first()
+    )
+    return int(number) if number is not None else None
+
+
+CHAIN_ORDER = ("occurred_at", "block_number", "log_index", "pk")
+
+
+def last_balance(account: str, *, before=None) -> int:
+    """An account's balance after its last line in chain order (before `before`, a datetime)."""
+    lines = LedgerLine.objects.filter(account=account)
+    if before is not None:
+        lines = lines.filter(occurred_at__lt=before)
+    last = lines.order_by(*(f"-{f}" for f in CHAIN_ORDER)).values_list("balance_after_wei", flat=True)[:1]
+    if not last:
+        return 0
+    if last[0] is None:  # a line written before balances were kept: add them up
+        return int(lines.aggregate(s=Sum("amount_wei"))["s"] or 0)
+    return int(last[0])
+
+
+class _RunningBalances:
+    """Stamps each new line with its account's balance after it; lines come in chain order."""
+
+    def __init__(self):
+        self.balances: dict[str, int] = {}
+
+    def write(self, lines: list[LedgerLine]) -> None:
+        for line in lines:
+            if line.account not in self.balances:
+                self.balances[line.account] = last_balance(line.account)
+            self.balances[line.account] += int(line.amount_wei)
+            line.balance_after_wei = self.balances[line.account]
+        LedgerLine.objects.bulk_create(lines)
+
+
+def _close(entry: LedgerEntry | None, credited: list[LedgerLine], balances: _RunningBalances) -> None:
     """Write the purchase's lines: the credits, and the payer's payment that balances them."""
     if entry is None or entry.lines.exists():
         return
@@ -136,7 +189,7 @@ def _close(entry: LedgerEntry | None, credited: list[LedgerLine]) -> None:
     payer = _line(entry, wallet_account(entry.payer), entry.payer, LedgerLine.Role.PAYER, entry.model_id, -total, entry.log_index)
     if total != int(entry.price_wei) + sum(int(x.amount_wei) for x in credited if x.role == LedgerLine.Role.OVERPAYMENT):
         logger.error("purchase %s: credits %s do not add up to its price %s", entry.tx_hash, total, entry.price_wei)
-    LedgerLine.objects.bulk_create([payer, *credited])
+    balances.write([payer, *credited])
 
 
 def ledger_rollback(events: Iterable[ChainEvent]) -> int:
@@ -154,6 +207,7 @@ def ledger_rebuild() -> int:
 
 
 def ledger_balance(*, address: str, until=None) -> int:
+    """A payee's credit (what `creditOf` should say): the sum of its lines."""
     qs = LedgerLine.objects.filter(account=credit_account(to_checksum_address(address)))
     if until is not None:
         qs = qs.filter(occurred_at__lt=until)

@@ -99,12 +99,30 @@ class LedgerLine(models.Model):
     amount_wei = WeiField(help_text="positive: into the account; negative: out of it")
     occurred_at = models.DateTimeField()
     log_index = models.PositiveIntegerField(null=True, blank=True)
+    # copied from the entry, so that a statement reads lines without joining their entries
+    block_number = models.BigIntegerField(null=True, blank=True)
+    sold_model_id = models.CharField(max_length=66, blank=True, help_text="the model bought, for purchase lines")
+    sold_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="the version of the model bought that was the latest published at the purchase's block"
+    )
+    balance_after_wei = WeiField(
+        null=True, blank=True, help_text="the account's balance after this line, in chain order (block, log, line)"
+    )
 
     class Meta:
         indexes = [
             models.Index(fields=["address", "occurred_at"], name="ledgerline_address_time"),
-            # balances before a date are index-only scans with the amount in the index (PostgreSQL)
-            models.Index(fields=["account", "occurred_at"], include=["amount_wei"], name="ledgerline_account_time_amt"),
+            # a period's lines and totals, and the balance before a date: the last line before it
+            # (PostgreSQL: index-only scans, the columns a statement sums are in the index)
+            models.Index(
+                fields=["account", "occurred_at"], include=["amount_wei", "role", "sold_model_id", "model_id"],
+                name="ledgerline_account_period",
+            ),
+            # a vendor's sales in a period: the lines of purchases of its models
+            models.Index(
+                fields=["sold_model_id", "occurred_at"], include=["sold_version", "role", "amount_wei", "address"],
+                condition=~models.Q(sold_model_id=""), name="ledgerline_sold_model_time",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -19,7 +20,7 @@ from eth_utils import to_checksum_address
 
 from registry.models import ChainEvent
 
-from .ledger import credit_account
+from .ledger import CHAIN_ORDER, credit_account, last_balance
 from .models import LedgerEntry, LedgerLine, License
 
 WEI_PER_ETH = Decimal(10) ** 18
@@ -39,26 +40,6 @@ def models_of(addresses: list[str]) -> set[str]:
     return {m.lower() for m in rows}
 
 
-def _publications(model_ids: set[str]) -> dict[str, list[tuple[int, int]]]:
-    """(block, version) of every VersionPublished of these models, read in one query."""
-    published: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    rows = ChainEvent.objects.filter(name="VersionPublished", args__modelId__in=sorted(model_ids))
-    for model_id, block, number in rows.values_list("args__modelId", "block_number", "args__version"):
-        published[model_id.lower()].append((block, int(number)))
-    for values in published.values():
-        values.sort()
-    return published
-
-
-def _version_at(model_id: str, block: int, published: dict[str, list[tuple[int, int]]]) -> int | None:
-    """The version of `model_id` that was the latest published at `block`."""
-    latest = None
-    for published_block, number in published.get(model_id, ()):
-        if published_block <= block:
-            latest = number
-    return latest
-
-
 @dataclass(frozen=True)
 class StatementLine:
     """One ledger line on a statement, read as a row (no ORM objects on the statement's path)."""
@@ -74,8 +55,8 @@ class StatementLine:
     block_number: int
 
 
-_LINE_COLUMNS = ("pk", "occurred_at", "role", "address", "model_id", "amount_wei", "entry__model_id", "entry__tx_hash", "entry__block_number")
-_LINE_ORDER = ("occurred_at", "entry__block_number", "log_index", "pk")
+_LINE_COLUMNS = ("pk", "occurred_at", "role", "address", "model_id", "amount_wei", "sold_model_id", "entry__tx_hash", "block_number")
+_LINE_ORDER = CHAIN_ORDER
 
 
 @dataclass
@@ -114,35 +95,46 @@ def statement_lines(*, addresses: list[str], start: datetime, end: datetime) -> 
         yield StatementLine(*row)
 
 
+def _raw_rows(queryset) -> list[tuple]:
+    """A values_list queryset's rows straight from the driver: Django's per-value converters cost
+    more than the query itself for a few thousand aggregate rows (sums come back as Decimal or int;
+    callers int() them). Every column in the index, so PostgreSQL answers from the index alone."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def _sales(addresses: list[str], start: datetime, end: datetime) -> list[dict]:
     """Units, gross, net to these wallets and platform fees per (model, version) sold in [start, end).
 
-    Summed in SQL per (model, block, price); each group is then given the version that was the
-    latest published at its block (one VersionPublished query for all the vendor's models)."""
+    Read from the purchases' lines alone (each carries the model sold and the version that was the
+    latest published at its block), summed in SQL per (model, version): a sale is its payer's
+    line, its gross what the payer paid less any overpayment credited back."""
     own_models = models_of(addresses)
-    published = _publications(own_models)
+    if not own_models:
+        return []
+    Role = LedgerLine.Role
     grouped = (
-        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE, model_id__in=own_models, occurred_at__gte=start, occurred_at__lt=end)
-        .values_list("model_id", "block_number", "price_wei")
+        LedgerLine.objects.filter(sold_model_id__in=own_models, occurred_at__gte=start, occurred_at__lt=end)
+        .values_list("sold_model_id", "sold_version")
         .annotate(
-            units=Count("id", distinct=True),
-            net=Sum("lines__amount_wei", filter=Q(lines__role=LedgerLine.Role.VENDOR, lines__address__in=addresses)),
-            fees=Sum("lines__amount_wei", filter=Q(lines__role=LedgerLine.Role.PLATFORM)),
+            units=Count("amount_wei", filter=Q(role=Role.PAYER)),
+            paid=Sum("amount_wei", filter=Q(role__in=[Role.PAYER, Role.OVERPAYMENT])),
+            net=Sum("amount_wei", filter=Q(role=Role.VENDOR, address__in=addresses)),
+            fees=Sum("amount_wei", filter=Q(role=Role.PLATFORM)),
         )
         .order_by()
     )
-    sales: dict[tuple[str, int | None], dict] = {}
-    for model_id, block, price, units, net, fees in grouped:
-        version = _version_at(model_id, block, published)
-        row = sales.setdefault(
-            (model_id, version),
-            {"model_id": model_id, "version": version, "units": 0, "gross_wei": 0, "net_to_vendor_wei": 0, "platform_fees_wei": 0},
-        )
-        row["units"] += units
-        row["gross_wei"] += int(price or 0) * units
-        row["net_to_vendor_wei"] += int(net or 0)
-        row["platform_fees_wei"] += int(fees or 0)
-    return sorted(sales.values(), key=lambda r: (r["model_id"], r["version"] or 0))
+    sales = [
+        {
+            "model_id": model_id, "version": version, "units": units,
+            "gross_wei": -int(paid or 0),  # the payer's line less the overpayment credited back
+            "net_to_vendor_wei": int(net or 0), "platform_fees_wei": int(fees or 0),
+        }
+        for model_id, version, units, paid, net, fees in _raw_rows(grouped)
+    ]
+    return sorted(sales, key=lambda r: (r["model_id"], r["version"] or 0))
 
 
 def statement_build(*, addresses: list[str], start: datetime, end: datetime, lines_offset: int = 0, lines_limit: int | None = 100) -> Statement:
@@ -152,18 +144,19 @@ def statement_build(*, addresses: list[str], start: datetime, end: datetime, lin
     A big vendor's month is thousands of lines; building an object per line cost ~0.5 s at 100k
     purchases, the aggregates cost ~50 ms (bench/ledger_scale.py, docs/benchmarks.md)."""
     addresses = [to_checksum_address(a) for a in addresses]
-    accounts = [credit_account(a) for a in addresses]
-    opening = int(LedgerLine.objects.filter(account__in=accounts, occurred_at__lt=start).aggregate(s=Sum("amount_wei"))["s"] or 0)
+    # the balance after each account's last line before the period: one index probe, not a sum
+    # over its whole history
+    opening = sum(last_balance(credit_account(a), before=start) for a in addresses)
 
     moved = earned = withdrawn = count = 0
     downstream: dict[tuple[str, str], int] = defaultdict(int)
     groups = (
         _period_lines(addresses, start, end)
-        .values_list("role", "entry__model_id", "model_id")
-        .annotate(n=Count("id"), moved=Sum("amount_wei"), earned=Sum("amount_wei", filter=Q(amount_wei__gt=0)))
+        .values_list("role", "sold_model_id", "model_id")
+        .annotate(n=Count("amount_wei"), moved=Sum("amount_wei"), earned=Sum("amount_wei", filter=Q(amount_wei__gt=0)))
         .order_by()
     )
-    for role, sold_model_id, model_id, n, amount, positive in groups:
+    for role, sold_model_id, model_id, n, amount, positive in _raw_rows(groups):
         count += n
         moved += int(amount)
         earned += int(positive or 0)

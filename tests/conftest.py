@@ -131,11 +131,14 @@ def chain(anvil):
 
 
 @pytest.fixture(autouse=True)
-def _hot_caches():
+def _hot_caches(settings):
     """Each test starts with empty process-local caches: its database rows are new (and the
-    previous test's were rolled back, which bumps nothing)."""
+    previous test's were rolled back, which bumps nothing). Tests act faster than people: a
+    change made by the Celery worker is looked for on every request, not once a second
+    (tests/marketplace/test_hot_cache.py sets the interval it needs)."""
     from registry.caching import clear_local
 
+    settings.HOT_CACHE_CHECK_SECONDS = 0
     clear_local()
     yield
     clear_local()

@@ -4,14 +4,14 @@ against creditOf; statements and licence lists over the API."""
 import csv
 import io
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from registry.indexer import indexer_run
-from royalties.ledger import ledger_balance, ledger_reconcile
+from royalties.ledger import credit_account, last_balance, ledger_balance, ledger_reconcile
 from royalties.models import LedgerEntry, LedgerLine, ReconciliationAlert
 from royalties.selectors import format_eth
 from tests.conftest import publish, purchase
@@ -40,9 +40,50 @@ def market(chain, settings, vendor, live_version, make_party, gguf_file):
 
 def snapshot_ledger():
     return sorted(
-        (line.entry.kind, line.entry.tx_hash, line.entry.log_index, line.account, line.role, line.model_id, int(line.amount_wei))
+        (line.entry.kind, line.entry.tx_hash, line.entry.log_index, line.account, line.role, line.model_id, int(line.amount_wei),
+         line.block_number, line.sold_model_id, line.sold_version, line.balance_after_wei)
         for line in LedgerLine.objects.select_related("entry")
     )
+
+
+def test_each_line_carries_its_accounts_running_balance_in_chain_order(market):
+    lines = list(LedgerLine.objects.select_related("entry").order_by("occurred_at", "block_number", "log_index", "pk"))
+    running = {}
+    for line in lines:
+        running[line.account] = running.get(line.account, 0) + line.amount_wei
+        assert line.balance_after_wei == running[line.account], line
+        assert line.block_number == line.entry.block_number
+        assert line.sold_model_id == (line.entry.model_id if line.entry.kind == "purchase" else "")
+        assert line.sold_version == (1 if line.entry.kind == "purchase" else None)  # each model has one version
+    for party in ("vendor", "remixer", "bob"):
+        address = market[party].address
+        assert last_balance(credit_account(address)) == ledger_balance(address=address)
+
+
+def test_the_migration_backfills_what_the_projection_writes(market):
+    """Lines written before running balances existed get the same values from the migration."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    from royalties.selectors import statement_build
+
+    written = snapshot_ledger()
+    start = datetime.combine(date.today(), datetime.min.time(), tzinfo=timezone.utc)
+    addresses = [market["vendor"].address]
+    later = statement_build(addresses=addresses, start=start + timedelta(days=1), end=start + timedelta(days=2))
+    LedgerLine.objects.update(balance_after_wei=None, block_number=None, sold_model_id="", sold_version=None)
+    # without balances, the opening balance is the sum of the lines before the period
+    assert statement_build(addresses=addresses, start=start + timedelta(days=1), end=start + timedelta(days=2)).opening_balance_wei \
+        == later.opening_balance_wei > 0
+    migration = importlib.import_module("royalties.migrations.0004_line_chain_order_and_balances")
+    # what the migration's schema editor offers the function (a real one cannot open inside the
+    # test's transaction on SQLite)
+    editor = SimpleNamespace(connection=connection, execute=lambda sql: connection.cursor().execute(sql))
+    migration.backfill(apps, editor)
+    assert snapshot_ledger() == written
 
 
 def test_every_entry_balances_and_balances_equal_credit_of(chain, market):
@@ -165,7 +206,6 @@ def test_statement_lines_come_in_pages_and_the_totals_cover_the_whole_period(cha
 @pytest.mark.parametrize("party", ["vendor", "remixer", "bob"])
 def test_statement_totals_summed_in_sql_equal_its_lines_added_up(chain, market, party):
     """statement_build sums the period in SQL; adding up every line it lists gives the same figures."""
-    from datetime import datetime, timezone
 
     from royalties.selectors import statement_build, statement_lines
 
