@@ -48,8 +48,8 @@ def start_server(port: int, media_root: Path) -> subprocess.Popen:
 
 def _answers(port: int) -> bool:
     try:
-        return requests.options(f"http://127.0.0.1:{port}/api/v1/uploads/00000000-0000-0000-0000-000000000000", timeout=1).status_code == 204
-    except requests.ConnectionError:
+        return requests.options(f"http://127.0.0.1:{port}/api/v1/uploads/00000000-0000-0000-0000-000000000000", timeout=5).status_code == 204
+    except requests.RequestException:  # not listening yet, or its first request is still loading Django
         return False
 
 
