@@ -13,7 +13,7 @@ from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from eth_utils import to_checksum_address
@@ -210,23 +210,29 @@ def licenses_held(*, addresses: list[str], renewal_window: timedelta = timedelta
     """Licences held by these wallets now, with the purchase that last extended each."""
     addresses = [to_checksum_address(a) for a in addresses]
     now = timezone.now()
-    last = LedgerEntry.objects.filter(
-        kind=LedgerEntry.Kind.PURCHASE, model_id=OuterRef("model_id"), licensee=OuterRef("licensee")
-    ).order_by("-block_number", "-log_index")
-    rows = (
-        License.objects.filter(licensee__in=addresses)
-        .filter(Q(perpetual=True) | Q(expires_at__gt=now))
-        .annotate(last_tx=Subquery(last.values("tx_hash")[:1]), last_at=Subquery(last.values("occurred_at")[:1]))
-        .order_by("expires_at")
-    )  # one query: the purchase that last extended each licence comes as a subquery
-    return [
-        LicenceHeld(
+    rows = list(
+        License.objects.filter(licensee__in=addresses).filter(Q(perpetual=True) | Q(expires_at__gt=now)).order_by("expires_at")
+    )
+    # the purchase that last extended each licence: these wallets' purchases in chain order, the
+    # last one per (model, licensee) kept (one indexed query; a correlated subquery per licence
+    # read the wallet's whole history once per licence)
+    last: dict[tuple[str, str], tuple[str, datetime]] = {}
+    purchases = (
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PURCHASE, licensee__in=addresses)
+        .order_by("block_number", "log_index")
+        .values_list("model_id", "licensee", "tx_hash", "occurred_at")
+    )
+    for model_id, licensee, tx_hash, occurred_at in purchases:
+        last[(model_id, licensee)] = (tx_hash, occurred_at)
+    held = []
+    for row in rows:
+        tx_hash, purchased_at = last.get((row.model_id, row.licensee), (None, None))
+        held.append(LicenceHeld(
             model_id=row.model_id, licensee=row.licensee, perpetual=row.perpetual, expires_at=row.expires_at,
             renewal_due=(not row.perpetual and row.expires_at is not None and row.expires_at - now <= renewal_window),
-            tx_hash=row.last_tx, purchased_at=row.last_at,
-        )
-        for row in rows
-    ]
+            tx_hash=tx_hash, purchased_at=purchased_at,
+        ))
+    return held
 
 
 def purchase_history(*, addresses: list[str], limit: int = 500) -> list[LedgerEntry]:
