@@ -271,7 +271,6 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
         raise TransactionFailed(str(exc), error_code=exc.error_name) from exc
     with chain_errors():
         fees = _fees(w3)
-        chain_nonce = w3.eth.get_transaction_count(account.address, "pending")
     with transaction.atomic():
         # Claim the row with a write first: PostgreSQL locks the row, SQLite the database, so a
         # second worker waits here and then sees it signed (SELECT ... FOR UPDATE alone is a
@@ -284,6 +283,10 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
             return locked  # another worker signed it meanwhile
         counter, _ = RelayerNonce.objects.get_or_create(address=account.address)
         counter = RelayerNonce.objects.select_for_update().get(pk=counter.pk)
+        # the node's count is read under the lock: read before it, another worker could sign,
+        # send and confirm a transaction in between, and this one would take its nonce again
+        with chain_errors():
+            chain_nonce = w3.eth.get_transaction_count(account.address, "pending")
         outstanding = ChainTransaction.objects.filter(
             from_address=account.address, status=ChainTransaction.Status.SIGNED
         ).exists()
