@@ -57,11 +57,12 @@ def _fee_bps_at(block: int, log_index: int) -> int:
 def ledger_apply(events: Iterable[ChainEvent]) -> int:
     """Turn registry events (in chain order) into balanced entries; returns entries written."""
     by_tx: dict[str, list[ChainEvent]] = defaultdict(list)
-    for event in events:
-        if event.name in MONEY_EVENTS:
-            by_tx[event.tx_hash].append(event)
+    money = [event for event in events if event.name in MONEY_EVENTS]
+    for event in money:
+        by_tx[event.tx_hash].append(event)
     written = 0
-    balances = _RunningBalances()
+    balances = _RunningBalances(money)
+    versions = _Publications(money)
     for tx_events in by_tx.values():
         tx_events.sort(key=lambda e: e.log_index)
         open_entry: LedgerEntry | None = None
@@ -79,6 +80,7 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
                     price_wei=int(args["price"]), perpetual=expiry >= PERPETUAL,
                     expires_at=None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=dt_timezone.utc),
                 )
+                open_entry._sold_version = versions.at(open_entry.model_id, open_entry.block_number)
                 credited, seen_own_model = [], 0
                 fee_expected = int(args["price"]) * _fee_bps_at(event.block_number, event.log_index) // 10_000 > 0
                 written += 1
@@ -150,6 +152,29 @@ def version_at(model_id: str, block: int) -> int | None:
     return int(number) if number is not None else None
 
 
+class _Publications:
+    """VersionPublished of the models bought in a batch of events, read in one query per 500 models."""
+
+    def __init__(self, events: list[ChainEvent]):
+        model_ids = {e.args["modelId"].lower() for e in events if e.name == "LicensePurchased"}
+        self.published: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+        for chunk in _chunks(model_ids):
+            rows = ChainEvent.objects.filter(name="VersionPublished", args__modelId__in=chunk)
+            for model_id, block, log_index, number in rows.values_list("args__modelId", "block_number", "log_index", "args__version"):
+                self.published[model_id.lower()].append((block, log_index, int(number)))
+        for values in self.published.values():
+            values.sort()
+
+    def at(self, model_id: str, block: int) -> int | None:
+        """What version_at(model_id, block) says, from the batch's read."""
+        latest = None
+        for published_block, _log, number in self.published.get(model_id, ()):
+            if published_block > block:
+                break
+            latest = number
+        return latest
+
+
 CHAIN_ORDER = ("occurred_at", "block_number", "log_index", "pk")
 
 
@@ -166,11 +191,39 @@ def last_balance(account: str, *, before=None) -> int:
     return int(last[0])
 
 
-class _RunningBalances:
-    """Stamps each new line with its account's balance after it; lines come in chain order."""
+def _accounts(events: list[ChainEvent]) -> set[str]:
+    """The accounts these money events write lines on."""
+    accounts = set()
+    for event in events:
+        args = event.args
+        if event.name == "LicensePurchased":
+            accounts.add(wallet_account(to_checksum_address(args["payer"])))
+        elif event.name in ("RoyaltyCredited", "OverpaymentCredited"):
+            accounts.add(credit_account(to_checksum_address(args.get("payee") or args.get("payer"))))
+        elif event.name == "Withdrawn":
+            payee = to_checksum_address(args["payee"])
+            accounts |= {credit_account(payee), wallet_account(payee)}
+    return accounts
 
-    def __init__(self):
-        self.balances: dict[str, int] = {}
+
+def _chunks(values, size: int = 500):
+    values = sorted(values)
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+class _RunningBalances:
+    """Stamps each new line with its account's balance after it; lines come in chain order.
+
+    Accounts that have no line yet (most payers and payees of a new batch) are found in one query
+    per 500 and start at zero; the others are read once, on their first line of the batch."""
+
+    def __init__(self, events: list[ChainEvent]):
+        accounts = _accounts(events)
+        existing = set()
+        for chunk in _chunks(accounts):
+            existing |= set(LedgerLine.objects.filter(account__in=chunk).values_list("account", flat=True).distinct())
+        self.balances: dict[str, int] = {account: 0 for account in accounts - existing}
 
     def write(self, lines: list[LedgerLine]) -> None:
         for line in lines:
