@@ -107,3 +107,15 @@ def test_publish_names_what_is_wrong_before_uploading(chain, marketplace_cli, ve
     assert marketplace_cli.run("publish", "--timeout", "90", str(tmp_path / "missing"), "--model", "acme/tiny", **env).code == 2
     assert marketplace_cli.run("publish", "--timeout", "90", str(model_dir), "--model", "no-slash", **env).code == 2
     assert not Version.objects.filter(model=registered).exists()
+
+
+def test_no_wait_returns_before_the_chain_and_a_rerun_follows_it_to_live(chain, celery_worker, marketplace_cli, vendor, registered, model_dir):
+    assert marketplace_cli.run("login", key=vendor.key).code == 0
+    quick = marketplace_cli.run("publish", "--no-wait", "--timeout", "90", str(model_dir), "--model", "acme/tiny", key=vendor.key)
+    assert quick.code == 0, quick.text
+    assert "on its way to the chain" in quick.out and "live:" not in quick.out
+    followed = marketplace_cli.run("publish", "--timeout", "90", str(model_dir), "--model", "acme/tiny", key=vendor.key)
+    assert followed.code == 0, followed.text
+    assert "live: acme/tiny v1" in followed.out
+    version = Version.objects.get(model=registered)  # one version: the rerun followed it, opened no other
+    assert version.status == Version.Status.LIVE and version_digest(registered, 1) == root_digest_printed(quick.out)
