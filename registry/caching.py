@@ -69,15 +69,6 @@ class LocalCache:
                     self._entries.popitem(last=False)
         return value
 
-    def pop(self, key: Hashable) -> None:
-        self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        _clear_entries()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
 
 def seconds() -> float:
     return float(getattr(settings, "HOT_CACHE_SECONDS", 60))

@@ -130,7 +130,8 @@ def api_token_authenticate(plaintext: str) -> ApiToken:
     HOT_CACHE_SECONDS; a revocation reaches every process within HOT_CACHE_CHECK_SECONDS.
     Unknown, revoked and expired tokens are looked up each time."""
     now = timezone.now()
-    token = _live_tokens.get_or_load(_hash(plaintext), lambda: _token_load(plaintext, now))
+    key_hash = _hash(plaintext)
+    token = _live_tokens.get_or_load(key_hash, lambda: _token_load(key_hash, now))
     if token.expires_at is not None and token.expires_at <= now:
         raise NotAuthenticated("the API token has expired; create a new one", code="token_expired")
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
@@ -139,8 +140,8 @@ def api_token_authenticate(plaintext: str) -> ApiToken:
     return token
 
 
-def _token_load(plaintext: str, now: datetime) -> tuple[ApiToken, float | None]:
-    token = ApiToken.objects.select_related("user").filter(key_hash=_hash(plaintext)).first()
+def _token_load(key_hash: str, now: datetime) -> tuple[ApiToken, float | None]:
+    token = ApiToken.objects.select_related("user").filter(key_hash=key_hash).first()
     if token is None or token.revoked_at is not None or not token.user.is_active:
         raise NotAuthenticated("the API token is unknown or revoked; create a new one", code="invalid_token")
     if token.expires_at is not None and token.expires_at <= now:
