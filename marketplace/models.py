@@ -141,6 +141,12 @@ class Version(TimeStamped):
     )
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    hash_attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="hashing/inspection runs started; past INSPECTION_MAX_ATTEMPTS the version is rejected"
+    )
+    adopted = models.BooleanField(
+        default=False, help_text="published on chain without this marketplace (no files hosted here)"
+    )
 
     class Meta:
         constraints = [

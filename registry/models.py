@@ -43,6 +43,13 @@ class ChainTransaction(TimeStamped):
     attempts = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    # who the gas is spent for (a vendor's address): the per-sponsor daily spending cap counts it
+    sponsor = models.CharField(max_length=42, blank=True, db_index=True)
+    fee_wei = WeiField(null=True, blank=True, help_text="gas used x effective gas price, once confirmed")
+    sent_block = models.PositiveBigIntegerField(null=True, blank=True, help_text="head when last (re)signed and sent")
+    replaced_hashes = models.JSONField(
+        default=list, blank=True, help_text="earlier hashes of this nonce (fee bumps): any of them may be mined"
+    )
 
     class Meta:
         constraints = [
@@ -118,6 +125,21 @@ class ChainEvent(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.block_number}:{self.log_index}"
+
+
+class SkippedEvent(TimeStamped):
+    """An event one projection could not apply (a poison event): recorded and skipped by that
+    projection, so every other event (and every other projection) still counts."""
+
+    event = models.ForeignKey(ChainEvent, on_delete=models.CASCADE, related_name="skips")
+    projection = models.CharField(max_length=200)
+    error = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "projection"], name="skippedevent_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.projection} skipped {self.event}"
 
 
 class CacheGeneration(models.Model):
