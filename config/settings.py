@@ -16,12 +16,18 @@ if (BASE_DIR / ".env").exists():  # optional local overrides, never committed
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=True)
+_DEVELOPMENT_SECRET_KEY = "hallmark-development-only-secret-key-do-not-use-in-production"
 SECRET_KEY = env.str("SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise environ.ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "hallmark-development-only-secret-key-do-not-use-in-production"
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+if not DEBUG and SECRET_KEY in ("", _DEVELOPMENT_SECRET_KEY):
+    # signed sessions, CSRF and password resets all rest on it: never run production on a known key
+    raise environ.ImproperlyConfigured(
+        "SECRET_KEY must be set to a secret of your own when DEBUG is off (DEBUG=0): generate one with "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'` and put it in the environment "
+        "(docs/operations.md, Production settings)"
+    )
+SECRET_KEY = SECRET_KEY or _DEVELOPMENT_SECRET_KEY
+# Django's test client sends Host: testserver; it is a development default only
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] + (["testserver"] if DEBUG else []))
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
@@ -117,6 +123,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 MAX_ARTIFACT_SIZE = env.int("MAX_ARTIFACT_SIZE", default=64 * 1024**3)
 VENDOR_STORAGE_QUOTA = env.int("VENDOR_STORAGE_QUOTA", default=500 * 1024**3)
 UPLOAD_EXPIRY_SECONDS = env.int("UPLOAD_EXPIRY_SECONDS", default=24 * 3600)
+# Hashing and inspection of a version's files run in a child process under these limits
+# (registry/sandbox.py); CPU and wall budgets grow by one second per 50 MiB of the version's files.
+INSPECTION_MEMORY_LIMIT = env.int("INSPECTION_MEMORY_LIMIT", default=2 * 1024**3)
+INSPECTION_CPU_SECONDS = env.int("INSPECTION_CPU_SECONDS", default=60)
+INSPECTION_WALL_SECONDS = env.int("INSPECTION_WALL_SECONDS", default=120)
+INSPECTION_MAX_ATTEMPTS = env.int("INSPECTION_MAX_ATTEMPTS", default=3)
 
 # --- jobs (Celery) -------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -136,6 +148,7 @@ CELERY_BEAT_SCHEDULE = {
     "resume-pending-chain": {"task": "marketplace.resume_pending_chain", "schedule": 60.0},
     "expire-uploads": {"task": "marketplace.expire_uploads", "schedule": 3600.0},
     "reconcile-royalties": {"task": "royalties.reconcile", "schedule": env.float("RECONCILE_INTERVAL", default=300.0)},
+    "purge-expired": {"task": "marketplace.purge_expired", "schedule": 3600.0},
 }
 
 # --- chain ---------------------------------------------------------------------------------
@@ -148,9 +161,23 @@ RELAYER_PRIVATE_KEY = env.str("RELAYER_PRIVATE_KEY", default="")
 RELAYER_KEYSTORE = env.str("RELAYER_KEYSTORE", default="")
 RELAYER_KEYSTORE_PASSWORD = env.str("RELAYER_KEYSTORE_PASSWORD", default="")
 CONFIRMATIONS = env.int("CONFIRMATIONS", default=1)
+# a licence seen at the latest block but not yet CONFIRMATIONS deep grants downloads for at most
+# this long before the chain is asked again (it is never mirrored until it is confirmed)
+LICENSE_UNCONFIRMED_GRANT_SECONDS = env.float("LICENSE_UNCONFIRMED_GRANT_SECONDS", default=15)
+# the API's purchase transaction accepts a licence ending at most this much before the expiry it
+# shows (block timestamps drift); a shorter licence (terms changed in front of it) reverts
+LICENSE_EXPIRY_SLACK_SECONDS = env.int("LICENSE_EXPIRY_SLACK_SECONDS", default=600)
 PLATFORM_FEE_BPS = env.int("PLATFORM_FEE_BPS", default=250)
 RECEIPT_TIMEOUT = env.float("RECEIPT_TIMEOUT", default=120.0)
 SIGNATURE_TTL_SECONDS = env.int("SIGNATURE_TTL_SECONDS", default=24 * 3600)
+# relayer: a transaction still unmined this many blocks after it was sent is re-signed (same
+# nonce) with fees raised by RELAYER_FEE_BUMP_PERCENT (at least the 12.5 % nodes require), never
+# above RELAYER_MAX_FEE_PER_GAS (wei, 0 = no cap); each vendor (sponsor) may make the relayer
+# spend at most RELAYER_DAILY_GAS_LIMIT_WEI in 24 hours (0 = no cap), past it: 429
+RELAYER_REPLACE_AFTER_BLOCKS = env.int("RELAYER_REPLACE_AFTER_BLOCKS", default=5)
+RELAYER_FEE_BUMP_PERCENT = env.int("RELAYER_FEE_BUMP_PERCENT", default=20)
+RELAYER_MAX_FEE_PER_GAS = env.int("RELAYER_MAX_FEE_PER_GAS", default=0)
+RELAYER_DAILY_GAS_LIMIT_WEI = env.int("RELAYER_DAILY_GAS_LIMIT_WEI", default=5 * 10**16)
 # the RPC URL published to clients (GET /api/v1/chain); empty: don't publish one
 PUBLIC_CHAIN_RPC_URL = env.str("PUBLIC_CHAIN_RPC_URL", default=CHAIN_RPC_URL if CHAIN_ID == 31337 else "")
 REGISTRY_DEPLOY_BLOCK = env.int("REGISTRY_DEPLOY_BLOCK", default=0)  # else read from the deployment record
@@ -160,7 +187,13 @@ INDEXER_PROJECTIONS = ["royalties.projections", "marketplace.projections"]
 
 SIWE_DOMAIN = env.str("SIWE_DOMAIN", default="")  # empty: the Host the request came to
 SIWE_NONCE_TTL_SECONDS = env.int("SIWE_NONCE_TTL_SECONDS", default=600)
-API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)  # tokens from sign-in; 0 = no expiry
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)  # a new token's default lifetime; 0: the maximum
+# the longest a token may live (0: no maximum); longer, or never-expiring, requests are refused
+API_TOKEN_MAX_TTL_DAYS = env.int("API_TOKEN_MAX_TTL_DAYS", default=365)
+# expired Sign-In with Ethereum nonces, and refused anonymous download records, are deleted after
+# these (the purge task, Celery beat, and `manage.py purge_expired`)
+SIWE_NONCE_RETENTION_HOURS = env.int("SIWE_NONCE_RETENTION_HOURS", default=24)
+REFUSED_DOWNLOAD_RETENTION_DAYS = env.int("REFUSED_DOWNLOAD_RETENTION_DAYS", default=30)
 
 # Downloads: behind nginx, set the internal location that maps to MEDIA_ROOT (e.g. "/_media/")
 DOWNLOAD_X_ACCEL_REDIRECT_PREFIX = env.str("DOWNLOAD_X_ACCEL_REDIRECT_PREFIX", default="")
@@ -191,6 +224,23 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# --- production security (docs/operations.md, "Production settings") -----------------------
+# With DEBUG off the site is HTTPS only: secure cookies, HSTS and a redirect to https, each
+# overridable from the environment (e.g. SECURE_SSL_REDIRECT=0 when the proxy redirects).
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)  # allows, does not submit, preloading
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# the header a TLS-terminating proxy sets, e.g. HTTP_X_FORWARDED_PROTO (its value "https" marks
+# a secure request); only set it when that proxy always sets or strips the header itself
+_proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="")
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https") if _proxy_ssl_header else None
+# the reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs); from anyone else the
+# header is ignored and the peer address is the client (marketplace/api/throttles.py)
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -211,6 +261,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # assets from the drf-spectacular-sidecar package: no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # `check --deploy` is about the deployment's security: not the schema's completeness (its plain
+    # APIViews are documented by hand in docs/api.md; tests/marketplace/test_openapi.py builds it)
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 LOGGING = {

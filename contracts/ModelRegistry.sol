@@ -103,6 +103,13 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
     error InsufficientPayment(uint256 price, uint256 paid);
     error InvalidLicensee(address licensee);
     error LicenseAlreadyPerpetual(bytes32 modelId, address licensee);
+    /**
+     * @dev The licence a purchase would grant ends before the minimum the buyer stated, e.g. because
+     * the vendor shortened the licence length (or ended a perpetual licence) in front of the purchase.
+     * @param expiresAt The expiry the purchase would have recorded (unix seconds, {PERPETUAL} for ever).
+     * @param minExpiresAt The lowest expiry the buyer accepts.
+     */
+    error ExpiryBelowMinimum(uint64 expiresAt, uint64 minExpiresAt);
     error NothingToWithdraw(address payee);
     error WithdrawFailed(address payee, uint256 amount);
     error PlatformFeeTooHigh(uint16 bps, uint16 maxBps);
@@ -240,27 +247,34 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
     // ---------------------------------------------------------------- licences
 
     /**
-     * @notice Buys (or renews) a licence on `modelId` for `licensee`, paid by the caller.
+     * @notice Buys (or renews) a licence on `modelId` for `licensee`, paid by the caller, whatever
+     * its length. Same as the four-argument {purchaseLicense} with no minimum expiry.
      * @param maxPrice The most the caller agrees to pay; protects against a price raised in front
      * of this transaction. Any payment above the price is credited back to the caller.
      */
     function purchaseLicense(bytes32 modelId, address licensee, uint256 maxPrice) external payable {
-        Model storage model = _existingModel(modelId);
-        if (!model.listed) revert NotListed(modelId);
-        if (licensee == address(0)) revert InvalidLicensee(licensee);
-        uint256 price = model.price;
-        if (price > maxPrice) revert PriceAboveMax(price, maxPrice);
-        if (msg.value < price) revert InsufficientPayment(price, msg.value);
+        _purchaseLicense(modelId, licensee, maxPrice, 0);
+    }
 
-        uint64 expiresAt = _extendLicense(modelId, licensee, model.licenseDuration);
-        emit LicensePurchased(modelId, licensee, msg.sender, price, expiresAt);
-
-        _splitPayment(modelId, model, price);
-        if (msg.value > price) {
-            uint256 excess = msg.value - price;
-            _credits[msg.sender] += excess;
-            emit OverpaymentCredited(msg.sender, modelId, excess);
-        }
+    /**
+     * @notice Buys (or renews) a licence on `modelId` for `licensee`, paid by the caller, and
+     * reverts unless it lasts at least until `minExpiresAt`.
+     * @dev Protects the buyer from a {setTerms} that shortens the licence length (or ends perpetual
+     * licences) in front of this transaction, as `maxPrice` does for the price. A perpetual licence
+     * records {PERPETUAL} and satisfies every minimum; a timed one never reaches {PERPETUAL}, so
+     * `minExpiresAt = PERPETUAL` accepts a perpetual licence only.
+     * @param modelId The model licensed.
+     * @param licensee Who holds the licence (not necessarily the caller).
+     * @param maxPrice The most the caller agrees to pay. Any payment above the price is credited
+     * back to the caller.
+     * @param minExpiresAt The lowest expiry (unix seconds) the caller accepts; reverts with
+     * {ExpiryBelowMinimum} below it, and nothing is paid.
+     */
+    function purchaseLicense(bytes32 modelId, address licensee, uint256 maxPrice, uint64 minExpiresAt)
+        external
+        payable
+    {
+        _purchaseLicense(modelId, licensee, maxPrice, minExpiresAt);
     }
 
     /**
@@ -373,6 +387,26 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
         model.latestVersion = version;
         _versionDigests[modelId][version] = rootDigest;
         emit VersionPublished(modelId, version, rootDigest, metadataDigest, signer);
+    }
+
+    function _purchaseLicense(bytes32 modelId, address licensee, uint256 maxPrice, uint64 minExpiresAt) private {
+        Model storage model = _existingModel(modelId);
+        if (!model.listed) revert NotListed(modelId);
+        if (licensee == address(0)) revert InvalidLicensee(licensee);
+        uint256 price = model.price;
+        if (price > maxPrice) revert PriceAboveMax(price, maxPrice);
+        if (msg.value < price) revert InsufficientPayment(price, msg.value);
+
+        uint64 expiresAt = _extendLicense(modelId, licensee, model.licenseDuration);
+        if (expiresAt < minExpiresAt) revert ExpiryBelowMinimum(expiresAt, minExpiresAt);
+        emit LicensePurchased(modelId, licensee, msg.sender, price, expiresAt);
+
+        _splitPayment(modelId, model, price);
+        if (msg.value > price) {
+            uint256 excess = msg.value - price;
+            _credits[msg.sender] += excess;
+            emit OverpaymentCredited(msg.sender, modelId, excess);
+        }
     }
 
     function _extendLicense(bytes32 modelId, address licensee, uint64 duration) private returns (uint64 expiresAt) {

@@ -54,3 +54,14 @@ class Unavailable(MarketplaceError):
     def __init__(self, message: str, *, retry_after: int = 15, **kwargs):
         super().__init__(message, **kwargs)
         self.headers.setdefault("Retry-After", str(retry_after))
+
+
+class TooManyRequests(MarketplaceError):
+    """Refused for now (a rate or spending limit): `Retry-After` says when it may work again."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("Retry-After", str(int(retry_after)))

@@ -30,6 +30,10 @@ class ApiToken(TimeStamped):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="created_tokens",
+        help_text="the token that authenticated this one's creation: this one never outlives it, and is revoked with it",
+    )
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"

@@ -1,7 +1,9 @@
 """Indexer projection: models and versions follow their on-chain events (and their rollback).
 
 The chain is the source of truth: a version whose recorded digest disagrees with the chain is
-marked failed with `chain_mismatch` and is never served."""
+marked failed with `chain_mismatch` and is never served. A `VersionPublished` the marketplace
+never sent (the vendor's own wallet, another tool) is adopted: a live Version row with
+`adopted=True`, the digests and signer from the event, and no files hosted here."""
 
 from __future__ import annotations
 
@@ -57,20 +59,42 @@ def _version_published(event: ChainEvent) -> None:
     model = _model(event)
     if model is None:
         return
-    version = model.versions.filter(number=int(event.args["version"])).first()
-    if version is None:
-        return
-    if version.root_digest != event.args["rootDigest"][2:]:
-        Version.objects.filter(pk=version.pk).update(
-            status=Version.Status.FAILED,
-            error_code="chain_mismatch",
-            error_message=f"the chain records root digest {event.args['rootDigest']} for v{version.number}, not ours",
-        )
+    number = int(event.args["version"])
+    chain_digest = event.args["rootDigest"].lower()
+    version = model.versions.filter(number=number).first()
+    if version is None or version.root_digest != chain_digest[2:]:
+        if version is not None:
+            # ours lost the number to a publication made elsewhere: it is not on chain, and never
+            # will be under this number; the vendor signs it again for the next one
+            from .services.versions import published_elsewhere_message
+
+            Version.objects.filter(pk=version.pk).update(
+                status=Version.Status.FAILED,
+                number=None,
+                error_code="chain_mismatch",
+                error_message=published_elsewhere_message(model.repo_id, number, chain_digest),
+            )
+        _adopt(model, event)
         return
     updates = {"published_block": event.block_number, "signer": event.args["signer"]}
     if version.status == Version.Status.PENDING_CHAIN:
         updates.update(status=Version.Status.LIVE, error_code="", error_message="")
     Version.objects.filter(pk=version.pk).update(**updates)
+
+
+def _adopt(model: Model, event: ChainEvent) -> None:
+    """Mirror a version published on chain without this marketplace: shown (digests, signer,
+    block, revocation) with no files hosted here; `main` never names it (selectors)."""
+    Version.objects.create(
+        model=model,
+        number=int(event.args["version"]),
+        status=Version.Status.LIVE,
+        adopted=True,
+        root_digest=event.args["rootDigest"].lower()[2:],
+        metadata_digest=event.args["metadataDigest"].lower()[2:],
+        signer=event.args["signer"],
+        published_block=event.block_number,
+    )
 
 
 def _version_revoked(event: ChainEvent) -> None:
@@ -111,6 +135,9 @@ def _undo_version_published(event: ChainEvent) -> None:
         return
     version = model.versions.filter(number=int(event.args["version"]), status=Version.Status.LIVE).first()
     if version is None:
+        return
+    if version.adopted:  # it came from this event alone
+        version.delete()
         return
     if version.publish_transaction_id:
         transaction_requeue(transaction_id=version.publish_transaction_id)

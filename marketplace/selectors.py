@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Subquery
 
 from registry.caching import LocalCache
 
@@ -30,12 +30,20 @@ def live_versions(*, model: Model) -> QuerySet[Version]:
     return model.versions.filter(status=Version.Status.LIVE).order_by("-number")
 
 
+def _main_first(versions: QuerySet[Version]) -> QuerySet[Version]:
+    """Of live `versions`, the ones `main` may name, the one it names first. `main` is that one
+    version as a whole: a file it lacks is missing, never taken from an older version."""
+    # a revoked version is never the default, nor one adopted from the chain (published outside
+    # Hallmark: no files hosted here): `main` is the latest live version whose files are served
+    return versions.filter(revoked=False, adopted=False).order_by("-number")
+
+
 def version_resolve(*, model: Model, revision: str) -> Version:
     """`main` (latest live), `v<N>`, or the 40-hex commit id; NotFound (RevisionNotFound) otherwise."""
     versions = live_versions(model=model)
     version = None
     if revision == "main":
-        version = versions.filter(revoked=False).first()  # a revoked version is never the default
+        version = _main_first(versions).first()
     elif m := VERSION_RE.match(revision):
         version = versions.filter(number=int(m.group(1))).first()
     elif COMMIT_RE.match(revision):
@@ -45,9 +53,34 @@ def version_resolve(*, model: Model, revision: str) -> Version:
     return version
 
 
+# before hashing a version has no manifest yet, and is never listed to buyers or served
+_UNHASHED = (Version.Status.DRAFT, Version.Status.HASHING, Version.Status.REJECTED)
+
+
+def manifest_digests(version: Version) -> dict[str, str]:
+    """{path: sha256} of the files the version's manifest (what the vendor signed) names."""
+    resources = ((version.manifest or {}).get("predicate") or {}).get("resources") or []
+    return {r.get("name"): r.get("digest") for r in resources if isinstance(r, dict)}
+
+
+def artifact_is_signed(artifact: Artifact, version: Version | None = None) -> bool:
+    """Whether `artifact` may be listed and served as a file of its version: any uploaded file
+    while the version is not hashed yet; afterwards only a file the signed manifest names, with
+    the same SHA-256 (a row added to a published version any other way is never served)."""
+    version = version or artifact.version
+    if version.status in _UNHASHED:
+        return True
+    return bool(artifact.sha256) and manifest_digests(version).get(artifact.path) == artifact.sha256
+
+
+def version_files(*, version: Version) -> list[Artifact]:
+    """The files of `version`, by path: once hashed, only those its signed manifest names."""
+    return [a for a in version.artifacts.order_by("path") if artifact_is_signed(a, version)]
+
+
 def artifact_get(*, version: Version, path: str) -> Artifact:
     artifact = version.artifacts.filter(path=path).first()
-    if artifact is None:
+    if artifact is None or not artifact_is_signed(artifact, version):
         raise NotFound(
             f"{path!r} is not a file of {version.model.repo_id} v{version.number}",
             code="EntryNotFound",
@@ -61,12 +94,14 @@ def model_list_public() -> QuerySet[Model]:
 
 
 def artifacts_with_sha256(*, sha256: str) -> list[Artifact]:
-    """Files of live versions with this digest (the index's answer, to be checked on chain)."""
-    return list(
+    """Files of live versions with this digest, as their signed manifests name them (the index's
+    answer, to be checked on chain)."""
+    found = (
         Artifact.objects.select_related("version__model__vendor")
         .filter(sha256=sha256, version__status=Version.Status.LIVE)
         .order_by("version__model__vendor__slug", "version__model__slug", "version__number")
     )
+    return [a for a in found if artifact_is_signed(a)]
 
 
 ORDERINGS = {
@@ -156,7 +191,14 @@ def _artifact_for_download(*, vendor_slug: str, model_slug: str, revision: str, 
         version__status=Version.Status.LIVE,
     )
     if revision == "main":
-        qs = qs.filter(version__revoked=False).order_by("-version__number")
+        # the file of the one version `main` names (still one query), never an older version's
+        main = _main_first(
+            Version.objects.filter(
+                model__vendor__slug=vendor_slug, model__slug=model_slug, model__status=Model.Status.LIVE,
+                status=Version.Status.LIVE,
+            )
+        )
+        qs = qs.filter(version=Subquery(main.values("pk")[:1]))
     elif m := VERSION_RE.match(revision):
         qs = qs.filter(version__number=int(m.group(1)))
     elif COMMIT_RE.match(revision):
@@ -164,4 +206,6 @@ def _artifact_for_download(*, vendor_slug: str, model_slug: str, revision: str, 
     else:
         return None, 0
     artifact = qs.first()
+    if artifact is not None and not artifact_is_signed(artifact):
+        artifact = None
     return artifact, (None if artifact is not None else 0)

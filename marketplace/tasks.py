@@ -18,6 +18,9 @@ def model_anchor_task(model_id: int) -> str:
 
 @shared_task(name="marketplace.version_hash", acks_late=True)
 def version_hash_task(version_id: int) -> str:
+    """Hash and inspect a version's files (in a limited child process). Acknowledged late, so a
+    worker lost mid-run hands the task on; the service counts every run and rejects the version
+    (`inspection_failed`) after INSPECTION_MAX_ATTEMPTS, so a hostile file cannot loop forever."""
     return services.version_hash_and_inspect(version_id=version_id).status
 
 
@@ -35,3 +38,10 @@ def resume_pending_chain_task() -> int:
 @shared_task(name="marketplace.expire_uploads", ignore_result=True)
 def expire_uploads_task() -> int:
     return services.uploads_expire()
+
+
+@shared_task(name="marketplace.purge_expired", ignore_result=True)
+def purge_expired_task() -> int:
+    """Expired SIWE nonces and old refused anonymous downloads (settings: *_RETENTION_*)."""
+    result = services.expired_records_purge()
+    return result.siwe_nonces + result.refused_downloads

@@ -34,13 +34,16 @@ def model_page(request, vendor, model):
     entries = [
         {
             "version": v,
+            "files": selectors.version_files(version=v),  # only what the signed manifest names
             "check": checks.get(v.pk),
             "verified": bool(checks.get(v.pk)) and checks[v.pk]["matches_chain"] and not checks[v.pk]["revoked"]
             and v.signer == model_obj.vendor.address,
         }
         for v in versions
     ]
-    first = versions[0].artifacts.order_by("path").first() if versions else None
+    # the download example names a file of the newest version hosted here (not an adopted one)
+    hosted = next((e for e in entries if not e["version"].adopted and e["files"]), None)
+    first = hosted["files"][0] if hosted else None
     try:
         registry_address = chain.registry_address()
     except chain.ChainError:

@@ -11,8 +11,9 @@ linked, a licence rolled back by a reorg, an admin edit) bumps it once the chang
 (`cache_generation_bump`). Every process reads the generation at most once per
 `HOT_CACHE_CHECK_SECONDS` (default 1 s) and drops all its entries when it moved. So a change is
 seen by every worker within about that interval; the process that made it sees it at once. Each
-entry also carries its own deadline (`HOT_CACHE_SECONDS`, and for licences their expiry), a bound
-that holds even if a bump were ever missed. `HOT_CACHE_SECONDS=0` turns the caches off.
+entry also carries its own deadline (`HOT_CACHE_SECONDS`, and for licences their expiry, or
+`LICENSE_UNCONFIRMED_GRANT_SECONDS` for a purchase not yet confirmed: nothing bumps when a reorg
+removes one), a bound that holds even if a bump were ever missed. `HOT_CACHE_SECONDS=0` turns the caches off.
 
 Only answers that grant something are cached by the callers; refusals always go to the source,
 so a purchase or a new token works at once.

@@ -22,7 +22,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import BadFunctionCallOutput, ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
+from web3.exceptions import BadFunctionCallOutput, BlockNotFound, ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,16 @@ def chain_errors() -> Iterator[None]:
         raise (decode_revert(exc.data) if exc.data else ContractReverted("Reverted", (str(exc),))) from exc
     except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
         raise ChainUnavailable(f"the chain at {settings.CHAIN_RPC_URL} does not answer: {exc.__class__.__name__}") from exc
+    except requests.HTTPError as exc:
+        # 429 (rate limited), 502/503 from a load balancer: the node is there but will not answer now
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise ChainUnavailable(f"the chain at {settings.CHAIN_RPC_URL} answered HTTP {status}; retry later") from exc
+    except (requests.RequestException, json.JSONDecodeError) as exc:
+        # a cut or garbled answer (ChunkedEncodingError, a half JSON body)
+        raise ChainUnavailable(f"the chain at {settings.CHAIN_RPC_URL} sent a broken answer: {exc.__class__.__name__}") from exc
+    except BlockNotFound as exc:
+        # a lagging node behind a load balancer does not know a block another node told us about
+        raise ChainUnavailable(f"the node at {settings.CHAIN_RPC_URL} does not know that block yet (lagging); retry later") from exc
     except Web3RPCError:
         raise
     except Web3Exception as exc:

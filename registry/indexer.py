@@ -10,6 +10,16 @@
 Projections (the license mirror, version states, ...) live in other apps and are named in the
 INDEXER_PROJECTIONS setting: modules with `apply(events)` and `rollback(events)`, called in the
 same database transaction as the events they concern. This module imports none of them.
+
+One bad event must not stop the mirror (a poison event): each projection applies a range's events
+in one batch inside a savepoint; when the batch raises, it applies them again one transaction's
+events at a time, each in its own savepoint. What still raises is recorded as a SkippedEvent (the
+admin and `GET /api/v1/chain/status` show them) and skipped by that projection only: the events
+are stored, the cursor moves on, every other event and projection counts. Transient faults (the
+database or the chain unreachable) are not poison: they end the run and the range is read again.
+
+A node whose head is below the cursor (a lagging node behind a load balancer) is not a reorg:
+the run waits for it and changes nothing.
 """
 
 from __future__ import annotations
@@ -22,20 +32,24 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
+from django.utils.timezone import now as django_now
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 from hexbytes import HexBytes
 
 from . import chain
 from .caching import cache_generation_bump
-from .chain import chain_errors
-from .models import ChainEvent, IndexedBlock, IndexerCursor
+from .chain import ChainMisconfigured, ChainUnavailable, chain_errors
+from .models import ChainEvent, IndexedBlock, IndexerCursor, SkippedEvent
 
 logger = logging.getLogger(__name__)
 BLOCK_WINDOW = 512  # indexed block hashes kept for finding a common ancestor
 # events that only add money or licences: nothing cached can be made wrong by them (caches keep
 # grants, never refusals), so they do not clear the hot-path caches (registry/caching.py)
 GRANT_ONLY_EVENTS = frozenset({"LicensePurchased", "RoyaltyCredited", "OverpaymentCredited", "Withdrawn", "TermsChanged", "PlatformFeeChanged"})
+# faults of the moment, not of the event: they end the run (the range is read again next run)
+TRANSIENT_ERRORS = (OperationalError, ChainUnavailable, ChainMisconfigured)
+SKIP_ERROR_CHARS = 2000  # of the recorded error message
 
 
 @dataclass
@@ -93,6 +107,11 @@ def indexer_run(*, max_range: int | None = None, max_ranges: int | None = None) 
         head = w3.eth.block_number
     safe_head = head - max(settings.CONFIRMATIONS, 1) + 1
     run = IndexRun(from_block=cursor.block_number + 1, to_block=cursor.block_number)
+    if head < cursor.block_number:
+        # a node that has not caught up yet (load-balanced RPC): not a reorg; once its head
+        # passes the cursor, the cursor's hash says whether a reorg happened
+        logger.info("the node's head %s is behind the indexed block %s: waiting for it to catch up", head, cursor.block_number)
+        return run
 
     rolled = _rollback_if_reorged(cursor, w3)
     if rolled is not None:
@@ -168,7 +187,8 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
         IndexedBlock.objects.filter(contract=address, number__lt=end - BLOCK_WINDOW).delete()
         if fresh:
             for projection in _projections():
-                projection.apply(fresh)
+                for events, error in _isolated(projection, "apply", fresh):
+                    _record_skips(projection, events, error)
             if any(e.name not in GRANT_ONLY_EVENTS for e in fresh):
                 cache_generation_bump()
         cursor.block_number = end
@@ -181,7 +201,9 @@ def _rollback_if_reorged(cursor: IndexerCursor, w3) -> tuple[int, int] | None:
     if cursor.block_number < 0 or not cursor.block_hash:
         return None
     with chain_errors():
-        current = w3.eth.get_block(cursor.block_number, full_transactions=False) if cursor.block_number <= w3.eth.block_number else None
+        if cursor.block_number > w3.eth.block_number:
+            return None  # a lagging node, not a reorg: wait for it (see indexer_run)
+        current = w3.eth.get_block(cursor.block_number, full_transactions=False)
     if current is not None and "0x" + bytes(current["hash"]).hex() == cursor.block_hash:
         return None
     ancestor = _common_ancestor(cursor.contract, w3)
@@ -203,11 +225,21 @@ def _rollback(contract: str, ancestor: int) -> tuple[int, int]:
     with transaction.atomic():
         cursor = IndexerCursor.objects.select_for_update().get(contract=contract)
         removed = list(ChainEvent.objects.filter(contract=contract, block_number__gt=ancestor).order_by("-block_number", "-log_index"))
-        ChainEvent.objects.filter(pk__in=[e.pk for e in removed]).delete()
+        skipped = set(SkippedEvent.objects.filter(event__in=removed).values_list("event_id", "projection"))
+        ChainEvent.objects.filter(pk__in=[e.pk for e in removed]).delete()  # and their SkippedEvents
         IndexedBlock.objects.filter(contract=contract, number__gt=ancestor).delete()
         if removed:
             for projection in _projections():
-                projection.rollback(removed)
+                # a projection undoes only what it applied
+                undo = [e for e in removed if (e.pk, projection.__name__) not in skipped]
+                for events, error in _isolated(projection, "rollback", undo):
+                    # the events are gone from the mirror (they left the chain), so no row can
+                    # point at them: the log is the record
+                    for event in events:
+                        logger.error(
+                            "projection %s could not roll back %s (tx %s, log %s) that left the chain: %s",
+                            projection.__name__, event, event.tx_hash, event.log_index, _error_text(error),
+                        )
             cache_generation_bump()  # a rolled-back purchase takes a licence away
         kept = IndexedBlock.objects.filter(contract=contract, number=ancestor).first()
         cursor.block_number = ancestor
@@ -215,6 +247,101 @@ def _rollback(contract: str, ancestor: int) -> tuple[int, int]:
         cursor.save(update_fields=["block_number", "block_hash", "updated_at"])
     logger.warning("reorg: rolled the chain mirror back to block %s, removing %s events", ancestor, len(removed))
     return ancestor, len(removed)
+
+
+def _isolated(projection, action: str, events: list[ChainEvent]) -> list[tuple[list[ChainEvent], Exception]]:
+    """Run `projection.<action>` over `events` so that one bad event cannot block the others.
+
+    Fast path: the whole batch in one savepoint (the ledger batches its queries). If it raises,
+    that savepoint is rolled back and the events go again one chain transaction at a time, each
+    in its own savepoint: a purchase's LicensePurchased and RoyaltyCredited logs come from one
+    transaction and the ledger needs them together. Returns the groups that still raised."""
+    if not events:
+        return []
+    handler = getattr(projection, action)
+    try:
+        with transaction.atomic():
+            handler(events)
+        return []
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any fault of a projection is isolated below
+        logger.warning("projection %s failed to %s %s events in one batch (%s); retrying one transaction at a time",
+                       projection.__name__, action, len(events), _error_text(exc))
+    failed = []
+    for group in _by_transaction(events):
+        try:
+            with transaction.atomic():
+                handler(group)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            failed.append((group, exc))
+    return failed
+
+
+def _by_transaction(events: list[ChainEvent]) -> list[list[ChainEvent]]:
+    """Consecutive events of one chain transaction, in the order given."""
+    groups: list[list[ChainEvent]] = []
+    for event in events:
+        if groups and groups[-1][0].tx_hash == event.tx_hash:
+            groups[-1].append(event)
+        else:
+            groups.append([event])
+    return groups
+
+
+def _error_text(error: Exception) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= SKIP_ERROR_CHARS else text[: SKIP_ERROR_CHARS - 1] + "…"
+
+
+def _record_skips(projection, events: list[ChainEvent], error: Exception) -> None:
+    text = _error_text(error)
+    for event in events:
+        logger.warning(
+            "poison event: projection %s skipped %s (block %s, tx %s, log %s): %s",
+            projection.__name__, event, event.block_number, event.tx_hash, event.log_index, text,
+        )
+        SkippedEvent.objects.update_or_create(event=event, projection=projection.__name__, defaults={"error": text})
+
+
+def indexer_reapply_skipped(*, projection: str | None = None) -> tuple[int, int]:
+    """Apply skipped events again, once the fault that made them poison is fixed (oldest first,
+    one chain transaction at a time, each in its own savepoint). A success removes the record;
+    a failure keeps it with the new error. Returns (events applied, events still skipped)."""
+    configured = {module.__name__: module for module in _projections()}
+    applied = failing = 0
+    with transaction.atomic():
+        # the indexer's runs hold the same lock while they apply events
+        list(IndexerCursor.objects.select_for_update())
+        skips = SkippedEvent.objects.select_related("event").order_by("event__block_number", "event__log_index", "pk")
+        if projection:
+            skips = skips.filter(projection=projection)
+        groups: dict[tuple[str, str], list[SkippedEvent]] = {}
+        for skip in skips:
+            groups.setdefault((skip.projection, skip.event.tx_hash), []).append(skip)
+        for (path, _tx), group in groups.items():
+            pks = [skip.pk for skip in group]
+            module = configured.get(path)
+            if module is None:
+                logger.warning("projection %s is not in INDEXER_PROJECTIONS: its %s skipped event(s) stay", path, len(group))
+                failing += len(group)
+                continue
+            try:
+                with transaction.atomic():
+                    module.apply([skip.event for skip in group])
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - still poison: keep the record
+                SkippedEvent.objects.filter(pk__in=pks).update(error=_error_text(exc), updated_at=django_now())
+                failing += len(group)
+            else:
+                SkippedEvent.objects.filter(pk__in=pks).delete()
+                applied += len(group)
+        if applied:
+            cache_generation_bump()
+    return applied, failing
 
 
 def events_for(*, name: str, **match: str) -> Iterable[ChainEvent]:

@@ -1,28 +1,72 @@
 """What a model file is: format checks and facts (architecture, quantization, parameters).
 
-GGUF is read with the `gguf` package, safetensors from its JSON header, ONNX by its protobuf
-magic. Pickle-based formats can run code when loaded and are refused. A malformed file gives
-an `InspectionError` naming the file, never a crash of the worker.
+Model files come from anyone who signs up as a vendor, so every parser here treats its input as
+hostile: each count, length, dimension and offset is checked against hard bounds and against the
+bytes actually left in the file *before* anything is allocated or read for it. GGUF is walked by
+a streaming parser of our own (the `gguf` package gives only its constants), safetensors from its
+JSON header (nesting depth scanned before `json.loads`), ONNX at the protobuf wire level without
+loading its weights. Pickle-based formats can run code when loaded and are refused. Any damage
+gives an `InspectionError` naming the file and the reason, never another exception.
+
+This module imports no Django: it runs inside the limited child process of `registry.sandbox`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 import struct
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib"}
 MODEL_SUFFIXES = {".gguf": "gguf", ".safetensors": "safetensors", ".onnx": "onnx"}
 SIDECAR_SUFFIXES = {".json", ".txt", ".md", ".model", ".tiktoken", ".yaml", ".yml", ".jinja", ".data"}
-SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+
+# catalog values: what a version's metadata (and the catalog columns) may hold
+MAX_PARAMETERS = 10**15  # a thousand times today's largest models; beyond is a lie, not a model
+MAX_CONTEXT_LENGTH = 2**32
+MAX_LABEL_LENGTH = 64  # architecture, quantization
+MAX_NAME_LENGTH = 256
+
+# GGUF (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md)
 GGUF_MAGIC = b"GGUF"
+GGUF_VERSIONS = (2, 3)
+GGUF_MAX_KV = 1 << 16
+GGUF_MAX_TENSORS = 1 << 20
+GGUF_MAX_KEY_LENGTH = 1 << 16
+GGUF_MAX_STRING_LENGTH = 16 << 20
+GGUF_MAX_TENSOR_NAME = 256  # ggml itself stops at 64 bytes
+GGUF_MAX_ARRAY_DEPTH = 3
+GGUF_MAX_ITEMS_WALKED = 1 << 24  # strings and nested arrays are visited one by one: a CPU bound
+GGUF_MAX_DIMS = 4  # GGML_MAX_DIMS
+GGUF_MAX_ALIGNMENT = 1 << 16
+GGUF_DEFAULT_ALIGNMENT = 32
+GGUF_KEPT_KEYS = {"general.alignment", "general.architecture", "general.name", "general.file_type"}
+
+# safetensors (https://github.com/huggingface/safetensors#format)
+SAFETENSORS_MAX_HEADER = 100 * 1000 * 1000  # the spec's 100 MB
+SAFETENSORS_MAX_DEPTH = 64
+SAFETENSORS_MAX_RANK = 16
+SAFETENSORS_DTYPE_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+    "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
+    "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64, "C64": 64,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+}
+
+# ONNX
+ONNX_MAX_NODES = 2_000_000
+ONNX_MAX_INITIALIZERS = 2_000_000
+ONNX_MAX_OPSETS = 1024
+ONNX_MAX_OP_TYPES = 10_000
+ONNX_MAX_DIMS = 64
+ONNX_MAX_STRING = 4096  # op types, domains, producer: read at most this much of each
 
 
 class InspectionError(Exception):
-    """A file that cannot be accepted; `code` is stable (see docs/errors.md)."""
+    """A file that cannot be accepted; `code` is stable (see docs/api.md#errors)."""
 
     def __init__(self, path: str, message: str, code: str = "malformed_file"):
         super().__init__(f"{path}: {message}")
@@ -53,89 +97,368 @@ def file_kind(path: str) -> str:
 
 
 def inspect_file(local_path: str, name: str) -> dict[str, Any]:
-    """Facts about one file (for the version metadata); raises InspectionError when malformed."""
+    """Facts about one file (for the version metadata); raises InspectionError when malformed.
+
+    Only `InspectionError` leaves this function: a parser bug met on a hostile file is reported
+    as a malformed file too (named, with the exception), never as a crash of the caller.
+    """
     kind = file_kind(name)
-    if kind == "gguf":
-        return _inspect_gguf(local_path, name)
-    if kind == "safetensors":
-        return _inspect_safetensors(local_path, name)
-    if kind == "onnx":
-        return _inspect_onnx(local_path, name)
-    return {"format": "sidecar"}
+    if kind == "sidecar":
+        return {"format": "sidecar"}
+    parse = {"gguf": _inspect_gguf, "safetensors": _inspect_safetensors, "onnx": _inspect_onnx}[kind]
+    try:
+        facts = parse(local_path, name)
+    except InspectionError:
+        raise
+    except MemoryError:
+        raise
+    except RecursionError as exc:
+        raise InspectionError(name, f"malformed {kind} file: nested too deeply to inspect") from exc
+    except Exception as exc:  # noqa: BLE001 - any other failure on untrusted bytes is the file's fault
+        raise InspectionError(name, f"malformed {kind} file: {exc.__class__.__name__}: {exc}") from exc
+    return _checked_catalog_values(facts, name)
+
+
+def _checked_catalog_values(facts: dict[str, Any], name: str) -> dict[str, Any]:
+    """The values that flow into the version metadata and the catalog: typed and in range."""
+    parameters = facts.get("parameter_count")
+    if not _is_int(parameters) or not 0 <= parameters <= MAX_PARAMETERS:
+        raise InspectionError(name, f"claims {parameters!r} parameters; at most {MAX_PARAMETERS:.0e} are accepted")
+    context = facts.get("context_length")
+    if context is not None and (not _is_int(context) or not 0 < context <= MAX_CONTEXT_LENGTH):
+        raise InspectionError(name, f"context length {context!r} is not a whole number between 1 and {MAX_CONTEXT_LENGTH}")
+    for key, limit in (("architecture", MAX_LABEL_LENGTH), ("quantization", MAX_LABEL_LENGTH), ("name", MAX_NAME_LENGTH)):
+        value = facts.get(key)
+        if value == "":
+            facts[key] = None  # said nothing: as good as absent
+            continue
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > limit or not value.isprintable():
+            raise InspectionError(name, f"{key} {value!r:.80} is not a printable text of 1 to {limit} characters")
+    return facts
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# ------------------------------------------------------------------------------------ GGUF
+
+
+class _GGUFReader:
+    """A cursor over a GGUF file that checks every length against the bytes left before it
+    reads or skips them, so no claim in the header makes it allocate or loop beyond the file."""
+
+    SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+    def __init__(self, fh: BinaryIO, size: int, name: str):
+        self.fh = fh
+        self.size = size
+        self.name = name
+        self.pos = 0
+        self.walked = 0
+
+    def fail(self, message: str) -> InspectionError:
+        return InspectionError(self.name, f"malformed GGUF file: {message} (at byte {self.pos})")
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or n > self.size - self.pos:
+            raise self.fail(f"{what} needs {n} bytes but only {self.size - self.pos} are left in the file")
+
+    def read(self, n: int, what: str) -> bytes:
+        self.need(n, what)
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise self.fail(f"{what} is truncated")
+        self.pos += n
+        return data
+
+    def skip(self, n: int, what: str) -> None:
+        self.need(n, what)
+        self.pos += n
+        self.fh.seek(self.pos)
+
+    def u32(self, what: str) -> int:
+        return struct.unpack("<I", self.read(4, what))[0]
+
+    def u64(self, what: str) -> int:
+        return struct.unpack("<Q", self.read(8, what))[0]
+
+    def string(self, what: str, limit: int, keep: bool = True) -> str | None:
+        length = self.u64(f"the length of {what}")
+        if length > limit:
+            raise self.fail(f"{what} is {length} bytes long; at most {limit} are accepted")
+        if not keep:
+            self.skip(length, what)
+            return None
+        raw = self.read(length, what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.fail(f"{what} is not UTF-8") from exc
+
+    def value(self, value_type: int, what: str, depth: int = 0, keep: bool = True) -> Any:
+        """Read (keep) or skip one value; arrays are always skipped, checked item by item."""
+        if value_type in self.SCALARS:
+            fmt = self.SCALARS[value_type]
+            raw = self.read(struct.calcsize(fmt), what)
+            return struct.unpack(fmt, raw)[0] if keep else None
+        if value_type == 8:
+            return self.string(what, GGUF_MAX_STRING_LENGTH, keep=keep)
+        if value_type == 9:
+            if depth >= GGUF_MAX_ARRAY_DEPTH:
+                raise self.fail(f"{what} nests arrays more than {GGUF_MAX_ARRAY_DEPTH} deep")
+            item_type = self.u32(f"the item type of {what}")
+            count = self.u64(f"the length of {what}")
+            if item_type in self.SCALARS:
+                item_size = struct.calcsize(self.SCALARS[item_type])
+                self.skip(count * item_size, f"{what} ({count} items)")
+            elif item_type in (8, 9):
+                # each string takes at least its 8-byte length, each array its type and length
+                self.need(count * (8 if item_type == 8 else 12), f"{what} ({count} items)")
+                self.walked += count
+                if self.walked > GGUF_MAX_ITEMS_WALKED:
+                    raise self.fail(f"more than {GGUF_MAX_ITEMS_WALKED} strings and arrays in the key/value section")
+                for _ in range(count):
+                    self.value(item_type, what, depth + 1, keep=False)
+            else:
+                raise self.fail(f"{what} has an unknown item type {item_type}")
+            return None
+        raise self.fail(f"{what} has an unknown value type {value_type}")
+
+
+def _gguf_constants():
+    import gguf  # constants only: the package's reader trusts the header it reads
+
+    return gguf.GGML_QUANT_SIZES, gguf.GGMLQuantizationType, gguf.LlamaFileType
 
 
 def _inspect_gguf(local_path: str, name: str) -> dict[str, Any]:
+    size = os.path.getsize(local_path)
     with open(local_path, "rb") as fh:
         if fh.read(4) != GGUF_MAGIC:
             raise InspectionError(name, "not a GGUF file (the header does not start with 'GGUF')")
-    try:
-        import gguf
+        reader = _GGUFReader(fh, size, name)
+        reader.pos = 4
+        version = reader.u32("the GGUF version")
+        if version not in GGUF_VERSIONS:
+            swapped = struct.unpack(">I", struct.pack("<I", version))[0]
+            hint = " (a big-endian file: convert it to little-endian)" if swapped in GGUF_VERSIONS else ""
+            raise reader.fail(f"GGUF version {version} is not supported; versions 2 and 3 are{hint}")
+        tensor_count = reader.u64("the tensor count")
+        kv_count = reader.u64("the key/value count")
+        if kv_count > GGUF_MAX_KV:
+            raise reader.fail(f"{kv_count} key/value pairs; at most {GGUF_MAX_KV} are accepted")
+        if tensor_count > GGUF_MAX_TENSORS:
+            raise reader.fail(f"{tensor_count} tensors; at most {GGUF_MAX_TENSORS} are accepted")
+        # a key/value takes at least 13 bytes, a tensor info 32: the counts must fit in the file
+        reader.need(kv_count * 13 + tensor_count * 32, f"{kv_count} key/values and {tensor_count} tensor infos")
 
-        reader = gguf.GGUFReader(local_path, "r")
-        fields = reader.fields
+        keys: set[str] = set()
+        values: dict[str, Any] = {}  # only the scalars the catalog reads are kept
+        for index in range(kv_count):
+            key = reader.string(f"key #{index}", GGUF_MAX_KEY_LENGTH)
+            if key in keys:
+                raise reader.fail(f"key {key!r:.80} appears twice")
+            keys.add(key)
+            value_type = reader.u32(f"the type of {key!r:.80}")
+            wanted = key in GGUF_KEPT_KEYS or key.endswith(".context_length")
+            value = reader.value(value_type, f"the value of {key!r:.80}", keep=wanted)
+            if wanted:
+                values[key] = value if value_type != 9 else ()  # an array is never kept
 
-        def field(key: str) -> Any:
-            f = fields.get(key)
-            return f.contents() if f is not None else None
+        alignment = values.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+        if not _is_int(alignment) or not 0 < alignment <= GGUF_MAX_ALIGNMENT or alignment & (alignment - 1):
+            raise reader.fail(f"general.alignment {alignment!r} is not a power of two up to {GGUF_MAX_ALIGNMENT}")
 
-        architecture = field("general.architecture")
-        file_type = field("general.file_type")
-        quantization = None
-        if file_type is not None:
+        quant_sizes, quant_type, file_types = _gguf_constants()
+        tensors: list[tuple[int, int, str]] = []  # (offset, nbytes, name)
+        names: set[str] = set()
+        tensor_types: set[str] = set()
+        parameters = 0
+        for index in range(tensor_count):
+            tensor = reader.string(f"the name of tensor #{index}", GGUF_MAX_TENSOR_NAME)
+            if tensor in names:
+                raise reader.fail(f"tensor {tensor!r} appears twice")
+            names.add(tensor)
+            n_dims = reader.u32(f"the dimension count of {tensor!r}")
+            if not 0 < n_dims <= GGUF_MAX_DIMS:
+                raise reader.fail(f"tensor {tensor!r} has {n_dims} dimensions; 1 to {GGUF_MAX_DIMS} are accepted")
+            dims = [reader.u64(f"a dimension of {tensor!r}") for _ in range(n_dims)]
+            elements = 1
+            for dim in dims:
+                if dim == 0:
+                    raise reader.fail(f"tensor {tensor!r} has an empty dimension {dims}")
+                elements *= dim
+                if elements > MAX_PARAMETERS:
+                    raise reader.fail(f"tensor {tensor!r} of shape {dims} claims more than {MAX_PARAMETERS:.0e} elements")
+            type_id = reader.u32(f"the type of {tensor!r}")
             try:
-                quantization = gguf.LlamaFileType(int(file_type)).name.replace("MOSTLY_", "")
-            except ValueError:
-                quantization = f"file_type_{file_type}"
-        parameters = sum(int(t.n_elements) for t in reader.tensors)
-        tensor_types = sorted({t.tensor_type.name for t in reader.tensors})
-        context_length = field(f"{architecture}.context_length") if architecture else None
-        return {
-            "format": "gguf",
-            "gguf_version": int(field("GGUF.version") or 0) or None,
-            "architecture": architecture,
-            "name": field("general.name"),
-            "quantization": quantization or (tensor_types[0] if len(tensor_types) == 1 else None),
-            "tensor_types": tensor_types,
-            "parameter_count": parameters,
-            "tensor_count": len(reader.tensors),
-            "context_length": int(context_length) if context_length is not None else None,
-        }
-    except InspectionError:
-        raise
-    except Exception as exc:  # the gguf reader raises many kinds on a damaged file
-        raise InspectionError(name, f"malformed GGUF header: {exc.__class__.__name__}: {exc}") from exc
+                ggml_type = quant_type(type_id)
+                block, type_size = quant_sizes[ggml_type]
+            except (ValueError, KeyError):
+                raise reader.fail(f"tensor {tensor!r} has an unknown type {type_id}") from None
+            if dims[0] % block:
+                raise reader.fail(f"tensor {tensor!r}: first dimension {dims[0]} is not a multiple of {ggml_type.name}'s block of {block}")
+            offset = reader.u64(f"the data offset of {tensor!r}")
+            if offset % alignment:
+                raise reader.fail(f"tensor {tensor!r}: data offset {offset} is not aligned to {alignment} bytes")
+            tensors.append((offset, elements // block * type_size, tensor))
+            tensor_types.add(ggml_type.name)
+            parameters += elements
+            if parameters > MAX_PARAMETERS:
+                raise reader.fail(f"the tensors claim more than {MAX_PARAMETERS:.0e} parameters")
+
+        data_start = -(-reader.pos // alignment) * alignment
+        if data_start > size:
+            raise reader.fail(f"the tensor data would start at byte {data_start}, past the end of the file ({size} bytes)")
+        end_of_previous, previous = 0, None
+        for offset, nbytes, tensor in sorted(tensors):
+            if offset < end_of_previous:
+                raise reader.fail(f"tensors {previous!r} and {tensor!r} overlap")
+            if data_start + offset + nbytes > size:
+                raise reader.fail(
+                    f"tensor {tensor!r} ({nbytes} bytes at data offset {offset}) runs past the end of the file ({size} bytes)"
+                )
+            end_of_previous, previous = offset + nbytes, tensor
+
+    architecture = values.get("general.architecture")
+    if architecture is not None and not isinstance(architecture, str):
+        raise InspectionError(name, f"malformed GGUF file: general.architecture is not a string ({architecture!r:.40})")
+    model_name = values.get("general.name")
+    if model_name is not None and not isinstance(model_name, str):
+        raise InspectionError(name, f"malformed GGUF file: general.name is not a string ({model_name!r:.40})")
+    quantization = None
+    file_type = values.get("general.file_type")
+    if file_type is not None:
+        if not _is_int(file_type) or not 0 <= file_type < 2**32:
+            raise InspectionError(name, f"malformed GGUF file: general.file_type is not a whole number ({file_type!r:.40})")
+        try:
+            quantization = file_types(file_type).name.replace("MOSTLY_", "")
+        except ValueError:
+            quantization = f"file_type_{file_type}"
+    context_length = values.get(f"{architecture}.context_length") if architecture else None
+    if context_length is not None and not _is_int(context_length):
+        raise InspectionError(name, f"malformed GGUF file: {architecture}.context_length is not a whole number")
+    types = sorted(tensor_types)
+    return {
+        "format": "gguf",
+        "gguf_version": version,
+        "architecture": architecture,
+        "name": model_name,
+        "quantization": quantization or (types[0] if len(types) == 1 else None),
+        "tensor_types": types,
+        "parameter_count": parameters,
+        "tensor_count": tensor_count,
+        "context_length": context_length,
+    }
+
+
+# ----------------------------------------------------------------------------- safetensors
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_INNERMOST = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """True when the JSON text nests arrays/objects deeper than `limit`, found without parsing:
+    drop the strings, keep only brackets, then peel the innermost pairs one level per pass (each
+    pass is one C-speed regex substitution, so a 100 MB header costs at most `limit` passes)."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        peeled = _JSON_INNERMOST.sub(b"", brackets)
+        if len(peeled) == len(brackets):
+            return False  # unbalanced: json.loads reports it
+        brackets = peeled
+    return bool(brackets)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"key {key!r:.80} appears twice")
+        result[key] = value
+    return result
 
 
 def _inspect_safetensors(local_path: str, name: str) -> dict[str, Any]:
+    size = os.path.getsize(local_path)
     with open(local_path, "rb") as fh:
         head = fh.read(8)
         if len(head) != 8:
             raise InspectionError(name, "malformed safetensors file: shorter than its 8-byte header length")
         (length,) = struct.unpack("<Q", head)
-        if length == 0 or length > SAFETENSORS_MAX_HEADER:
-            raise InspectionError(name, f"malformed safetensors header length {length}")
+        if length < 2 or length > SAFETENSORS_MAX_HEADER:
+            raise InspectionError(name, f"malformed safetensors header length {length}; 2 to {SAFETENSORS_MAX_HEADER} bytes are accepted")
+        if 8 + length > size:
+            raise InspectionError(name, f"malformed safetensors file: the header claims {length} bytes but the file has {size - 8} after its length")
         raw = fh.read(length)
     if len(raw) != length:
         raise InspectionError(name, "malformed safetensors file: header truncated")
+    if raw[:1] != b"{":
+        raise InspectionError(name, "malformed safetensors header: it must be a JSON object starting with '{'")
+    if _json_depth_exceeds(raw, SAFETENSORS_MAX_DEPTH):
+        raise InspectionError(name, f"malformed safetensors header: JSON nested more than {SAFETENSORS_MAX_DEPTH} deep")
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = json.loads(raw, object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InspectionError(name, f"malformed safetensors header: {exc}") from exc
     if not isinstance(header, dict):
         raise InspectionError(name, "malformed safetensors header: not a JSON object")
+
+    data_size = size - 8 - length
     dtypes: set[str] = set()
     parameters = 0
-    tensors = 0
+    spans: list[tuple[int, int, str]] = []
     for key, entry in header.items():
         if key == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise InspectionError(name, "malformed safetensors header: __metadata__ must map text to text")
             continue
-        if not isinstance(entry, dict) or "dtype" not in entry or "shape" not in entry:
-            raise InspectionError(name, f"malformed safetensors header entry {key!r}")
-        dtypes.add(str(entry["dtype"]))
-        parameters += math.prod(int(d) for d in entry["shape"])
-        tensors += 1
-    return {"format": "safetensors", "dtypes": sorted(dtypes), "parameter_count": parameters, "tensor_count": tensors}
+        label = f"tensor {key!r:.80}"
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise InspectionError(name, f"malformed safetensors header: {label} needs exactly dtype, shape and data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BITS:
+            raise InspectionError(name, f"malformed safetensors header: {label} has an unknown dtype {dtype!r:.40}")
+        if not isinstance(shape, list) or len(shape) > SAFETENSORS_MAX_RANK or not all(_is_int(d) and d >= 0 for d in shape):
+            raise InspectionError(name, f"malformed safetensors header: {label} shape {shape!r:.80} is not a list of at most {SAFETENSORS_MAX_RANK} whole numbers >= 0")
+        elements = 1
+        for dim in shape:
+            elements *= dim
+            if elements > MAX_PARAMETERS:
+                raise InspectionError(name, f"{label} of shape {shape} claims more than {MAX_PARAMETERS:.0e} parameters")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets):
+            raise InspectionError(name, f"malformed safetensors header: {label} data_offsets {offsets!r:.80} is not [begin, end]")
+        begin, end = offsets
+        bits = elements * SAFETENSORS_DTYPE_BITS[dtype]
+        if bits % 8 or end - begin != bits // 8:
+            raise InspectionError(name, f"malformed safetensors header: {label} holds {end - begin} bytes, but {dtype} x {shape} needs {bits / 8:g}")
+        if not 0 <= begin <= end <= data_size:
+            raise InspectionError(name, f"malformed safetensors header: {label} data_offsets {offsets} fall outside the {data_size} data bytes")
+        spans.append((begin, end, key))
+        dtypes.add(dtype)
+        parameters += elements
+        if parameters > MAX_PARAMETERS:
+            raise InspectionError(name, f"the tensors claim more than {MAX_PARAMETERS:.0e} parameters")
+    covered, previous = 0, None
+    for begin, end, key in sorted(spans):
+        if begin < covered:
+            raise InspectionError(name, f"malformed safetensors header: tensors {previous!r:.80} and {key!r:.80} overlap")
+        if begin > covered:
+            raise InspectionError(name, f"malformed safetensors header: bytes {covered}..{begin} of the data belong to no tensor")
+        covered, previous = end, key
+    if covered != data_size:
+        raise InspectionError(name, f"malformed safetensors file: the tensors cover {covered} of its {data_size} data bytes")
+    return {"format": "safetensors", "dtypes": sorted(dtypes), "parameter_count": parameters, "tensor_count": len(spans)}
 
+
+# ------------------------------------------------------------------------------------ ONNX
 
 QUANTIZED_ONNX_OPS = {
     "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
@@ -143,56 +466,68 @@ QUANTIZED_ONNX_OPS = {
     "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QGemm", "MatMulNBits",
     "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "GatherBlockQuantized", "QAttention",
 }
-ONNX_MAX_NODES = 2_000_000
 
 
 class _ProtoReader:
     """Just enough of the protobuf wire format to walk an ONNX file without loading its weights:
-    length-delimited fields are entered or skipped by seeking, so memory stays constant."""
+    length-delimited fields are entered or skipped by seeking, so memory stays constant. Every
+    length is checked against the message it sits in before the reader moves."""
 
     def __init__(self, fh, name: str):
         self.fh = fh
         self.name = name
 
-    def varint(self) -> int:
+    def fail(self, message: str) -> InspectionError:
+        return InspectionError(self.name, f"malformed ONNX file: {message} (at byte {self.fh.tell()})")
+
+    def varint(self, end: int | None = None) -> int:
         shift = result = 0
         while True:
+            if end is not None and self.fh.tell() >= end:
+                raise self.fail("a varint runs past its field")
             byte = self.fh.read(1)
             if not byte:
-                raise InspectionError(self.name, "malformed ONNX file: truncated varint")
+                raise self.fail("truncated varint")
             result |= (byte[0] & 0x7F) << shift
             if not byte[0] & 0x80:
                 return result
             shift += 7
             if shift > 63:
-                raise InspectionError(self.name, "malformed ONNX file: varint too long")
+                raise self.fail("varint too long")
 
     def fields(self, end: int):
-        """Yield (field number, wire type, payload end or value) up to byte `end`."""
+        """Yield (field number, wire type, payload span or value) up to byte `end`."""
         while self.fh.tell() < end:
-            key = self.varint()
+            key = self.varint(end)
             number, wire = key >> 3, key & 7
             if number == 0:
-                raise InspectionError(self.name, "malformed ONNX file: field number 0")
+                raise self.fail("field number 0")
             if wire == 0:
-                yield number, wire, self.varint()
+                yield number, wire, self.varint(end)
             elif wire == 2:
-                length = self.varint()
+                length = self.varint(end)
                 start = self.fh.tell()
-                if start + length > end:
-                    raise InspectionError(self.name, "malformed ONNX file: a field runs past its message")
+                if length > end - start:
+                    raise self.fail("a field runs past its message")
                 yield number, wire, (start, start + length)
                 self.fh.seek(start + length)
-            elif wire == 1:
-                self.fh.seek(8, 1)
-            elif wire == 5:
-                self.fh.seek(4, 1)
+            elif wire in (1, 5):
+                width = 8 if wire == 1 else 4
+                if self.fh.tell() + width > end:
+                    raise self.fail("a fixed-width field runs past its message")
+                self.fh.seek(width, 1)
             else:
-                raise InspectionError(self.name, f"malformed ONNX file: wire type {wire}")
+                raise self.fail(f"wire type {wire}")
 
     def string(self, span) -> str:
+        """The text of a field, read without moving the cursor, and at most ONNX_MAX_STRING bytes."""
+        here = self.fh.tell()
+        if span[1] - span[0] > ONNX_MAX_STRING:
+            raise self.fail(f"a name of {span[1] - span[0]} bytes; at most {ONNX_MAX_STRING} are accepted")
         self.fh.seek(span[0])
-        return self.fh.read(span[1] - span[0]).decode("utf-8", "replace")
+        text = self.fh.read(span[1] - span[0]).decode("utf-8", "replace")
+        self.fh.seek(here)
+        return text
 
 
 def _inspect_onnx(local_path: str, name: str) -> dict[str, Any]:
@@ -205,8 +540,9 @@ def _inspect_onnx(local_path: str, name: str) -> dict[str, Any]:
         fh.seek(0)
         reader = _ProtoReader(fh, name)
         ir_version = None
-        opsets: dict[str, int] = {}
+        opsets: dict[str, int | None] = {}
         op_types: dict[str, int] = {}
+        nodes = 0
         parameters = 0
         initializers = 0
         producer = None
@@ -214,18 +550,16 @@ def _inspect_onnx(local_path: str, name: str) -> dict[str, Any]:
             if number == 1 and wire == 0:
                 ir_version = value
             elif number == 2 and wire == 2:
-                here = fh.tell()
                 producer = reader.string(value)
-                fh.seek(here)
             elif number == 8 and wire == 2:
+                if len(opsets) >= ONNX_MAX_OPSETS:
+                    raise reader.fail(f"more than {ONNX_MAX_OPSETS} opset imports")
                 here = fh.tell()
                 fh.seek(value[0])
                 domain, version = "", None
                 for n, w, v in reader.fields(value[1]):
                     if n == 1 and w == 2:
-                        back = fh.tell()
                         domain = reader.string(v)
-                        fh.seek(back)
                     elif n == 2 and w == 0:
                         version = v
                 opsets[domain or "ai.onnx"] = version
@@ -235,36 +569,52 @@ def _inspect_onnx(local_path: str, name: str) -> dict[str, Any]:
                 fh.seek(value[0])
                 for n, w, v in reader.fields(value[1]):
                     if n == 1 and w == 2:  # NodeProto
+                        nodes += 1
+                        if nodes > ONNX_MAX_NODES:
+                            raise reader.fail(f"the graph has more than {ONNX_MAX_NODES} nodes")
                         back = fh.tell()
                         fh.seek(v[0])
                         for nn, ww, vv in reader.fields(v[1]):
                             if nn == 4 and ww == 2:
-                                again = fh.tell()
                                 op = reader.string(vv)
-                                fh.seek(again)
+                                if op not in op_types and len(op_types) >= ONNX_MAX_OP_TYPES:
+                                    raise reader.fail(f"more than {ONNX_MAX_OP_TYPES} kinds of operators")
                                 op_types[op] = op_types.get(op, 0) + 1
                         fh.seek(back)
-                        if sum(op_types.values()) > ONNX_MAX_NODES:
-                            raise InspectionError(name, "ONNX graph has too many nodes to inspect")
                     elif n == 5 and w == 2:  # TensorProto initializer: dims only, data skipped
+                        initializers += 1
+                        if initializers > ONNX_MAX_INITIALIZERS:
+                            raise reader.fail(f"more than {ONNX_MAX_INITIALIZERS} initializers")
                         back = fh.tell()
                         fh.seek(v[0])
-                        count = 1
+                        dims: list[int] = []
                         for nn, ww, vv in reader.fields(v[1]):
                             if nn == 1 and ww == 0:
-                                count *= vv
+                                dims.append(vv)
                             elif nn == 1 and ww == 2:  # packed dims
                                 again = fh.tell()
                                 fh.seek(vv[0])
                                 while fh.tell() < vv[1]:
-                                    count *= reader.varint()
+                                    dims.append(reader.varint(vv[1]))
+                                    if len(dims) > ONNX_MAX_DIMS:
+                                        break
                                 fh.seek(again)
+                            if len(dims) > ONNX_MAX_DIMS:
+                                raise reader.fail(f"an initializer has more than {ONNX_MAX_DIMS} dimensions")
+                        count = 1
+                        for dim in dims:
+                            count *= dim  # a negative int64 reads as a huge varint: caught below
+                            if count > MAX_PARAMETERS:
+                                raise InspectionError(name, f"an initializer of shape {dims} claims more than {MAX_PARAMETERS:.0e} parameters")
                         parameters += count
-                        initializers += 1
+                        if parameters > MAX_PARAMETERS:
+                            raise InspectionError(name, f"the initializers claim more than {MAX_PARAMETERS:.0e} parameters")
                         fh.seek(back)
                 fh.seek(here)
     if ir_version is None or not opsets:
         raise InspectionError(name, "malformed ONNX model: no IR version or opset")
+    if ir_version > 2**31 or any(v is not None and v > 2**31 for v in opsets.values()):
+        raise InspectionError(name, "malformed ONNX model: IR or opset version out of range")
     quantized = sorted(op for op in op_types if op in QUANTIZED_ONNX_OPS)
     return {
         "format": "onnx",
@@ -272,7 +622,7 @@ def _inspect_onnx(local_path: str, name: str) -> dict[str, Any]:
         "opset": opsets.get("ai.onnx"),
         "opsets": opsets,
         "producer": producer,
-        "node_count": sum(op_types.values()),
+        "node_count": nodes,
         "op_types": sorted(op_types),
         "quantized_ops": quantized,
         "quantization": "int8" if quantized else None,

@@ -6,13 +6,15 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone as django_timezone
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions import TypedTransaction
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound
@@ -38,6 +40,25 @@ class TransactionFailed(Exception):
     def __init__(self, message: str, *, error_code: str = "transaction_failed"):
         super().__init__(message)
         self.error_code = error_code
+
+
+class RelayerBudgetExceeded(Exception):
+    """The sponsor (a vendor) has made the relayer spend RELAYER_DAILY_GAS_LIMIT_WEI in 24 hours."""
+
+    code = "relayer_budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, spent_wei: int, limit_wei: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.spent_wei = spent_wei
+        self.limit_wei = limit_wei
+
+
+BUDGET_WINDOW = timedelta(hours=24)
+# a queued row has no gas estimate yet: counted as this much gas (publishVersionBySig and
+# createModelBySig each take well under it) at the relayer's latest fee
+PENDING_GAS_GUESS = 300_000
+MIN_FEE_BUMP_PERMILLE = 1125  # nodes refuse a replacement that raises either fee by less than 12.5 %
 
 
 # ------------------------------------------------------------------------------- deploy
@@ -100,21 +121,83 @@ def registry_has_code(address: str, rpc_url: str | None = None) -> bool:
 # ------------------------------------------------------------------------------- outbox
 
 
-def transaction_enqueue(*, idempotency_key: str, function: str, args: dict[str, Any], value_wei: int = 0) -> ChainTransaction:
-    """Record an intended registry call; call inside the domain change's database transaction."""
+def transaction_enqueue(
+    *, idempotency_key: str, function: str, args: dict[str, Any], value_wei: int = 0, sponsor: str = ""
+) -> ChainTransaction:
+    """Record an intended registry call; call inside the domain change's database transaction.
+
+    `sponsor` is whom the gas is spent for (a vendor's address): past their daily budget this
+    raises RelayerBudgetExceeded and records nothing. Queuing the same key again is free."""
     _abi_inputs(function)  # unknown function names fail here, not in the worker
+    existing = ChainTransaction.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    if sponsor:
+        sponsor = to_checksum_address(sponsor)
+        relayer_budget_check(sponsor=sponsor)
     tx, _ = ChainTransaction.objects.get_or_create(
         idempotency_key=idempotency_key,
-        defaults={"function": function, "args": _jsonable(args), "value_wei": int(value_wei)},
+        defaults={"function": function, "args": _jsonable(args), "value_wei": int(value_wei), "sponsor": sponsor},
     )
     return tx
+
+
+def relayer_spending(*, sponsor: str) -> tuple[int, datetime | None]:
+    """Wei the relayer spent (or may still spend) for `sponsor` on rows queued in the last 24 h,
+    and when the oldest of the rows counted was queued.
+
+    A mined transaction counts its fee (gas used x effective gas price, reverted ones too); one
+    still on its way counts its upper bound (gas limit x max fee), or a guess while unsigned."""
+    since = django_timezone.now() - BUDGET_WINDOW
+    rows = ChainTransaction.objects.filter(sponsor=sponsor, created_at__gte=since).only(
+        "status", "fee_wei", "raw_transaction", "created_at"
+    )
+    spent, oldest = 0, None
+    guess = None
+    for row in rows:
+        if row.fee_wei is not None:
+            cost = int(row.fee_wei)
+        elif row.status == ChainTransaction.Status.SIGNED and row.raw_transaction:
+            fields = _decode_raw(row.raw_transaction)
+            cost = int(fields["gas"]) * int(fields.get("maxFeePerGas") or fields.get("gasPrice") or 0)
+        elif row.status == ChainTransaction.Status.QUEUED:
+            guess = _latest_max_fee() if guess is None else guess
+            cost = PENDING_GAS_GUESS * guess
+        else:
+            cost = 0
+        if cost:
+            spent += cost
+            oldest = row.created_at if oldest is None else min(oldest, row.created_at)
+    return spent, oldest
+
+
+def relayer_budget_check(*, sponsor: str) -> None:
+    """RelayerBudgetExceeded when `sponsor` has used up RELAYER_DAILY_GAS_LIMIT_WEI (0: no cap)."""
+    limit = int(settings.RELAYER_DAILY_GAS_LIMIT_WEI)
+    if limit <= 0:
+        return
+    spent, oldest = relayer_spending(sponsor=sponsor)
+    if spent < limit:
+        return
+    free_at = (oldest or django_timezone.now()) + BUDGET_WINDOW
+    retry_after = max(1, int((free_at - django_timezone.now()).total_seconds()) + 1)
+    raise RelayerBudgetExceeded(
+        f"the relayer has spent {spent} wei of gas for {sponsor} in the last 24 hours, and the daily limit "
+        f"(RELAYER_DAILY_GAS_LIMIT_WEI) is {limit} wei; nothing was queued: try again in {retry_after} s, "
+        "or send the transaction from your own wallet",
+        retry_after=retry_after,
+        spent_wei=spent,
+        limit_wei=limit,
+    )
 
 
 def transaction_process(*, transaction_id: int) -> ChainTransaction:
     """Relay one outbox row to the chain and wait until it is CONFIRMATIONS deep.
 
-    Idempotent and safe to call again after any crash: a call already applied on chain is
-    recognised, a signed transaction is re-broadcast as the same bytes, never re-signed.
+    Idempotent and safe to call again after any crash: a call already applied on chain (by an
+    earlier attempt, or by anyone who copied it and sent it first) is recognised, a signed
+    transaction is re-broadcast as the same bytes; it is re-signed only for the same nonce with
+    higher fees, once stuck RELAYER_REPLACE_AFTER_BLOCKS below the fee market.
     Raises ChainUnavailable / TransactionPending (retry later) or TransactionFailed (final).
     """
     tx = ChainTransaction.objects.get(pk=transaction_id)
@@ -124,13 +207,24 @@ def transaction_process(*, transaction_id: int) -> ChainTransaction:
     if tx.status == ChainTransaction.Status.QUEUED:
         existing = _already_applied(tx)
         if existing is not None:
-            return _mark_confirmed(tx.pk, existing)
+            return _mark_confirmed(tx.pk, existing, fee_wei=0)
         tx = _sign(tx)
+        if tx.status == ChainTransaction.Status.CONFIRMED:
+            return tx
+        if tx.status == ChainTransaction.Status.FAILED:
+            raise TransactionFailed(tx.error_message, error_code=tx.error_code or "transaction_failed")
     _broadcast(tx)
     receipt = _await_receipt(tx)
     if receipt["status"] != 1:
+        fee = _fee_of(receipt)
+        # the same call may have landed first: copied from the mempool by anyone and sent with a
+        # higher fee, or sent by the vendor's own wallet. Then ours reverted but the call is
+        # applied, and that is what counts.
+        existing = _already_applied(tx)
+        if existing is not None:
+            return _mark_confirmed(tx.pk, existing, fee_wei=fee, own_hash="0x" + bytes(receipt["transactionHash"]).hex())
         reason = _replay_revert(tx, receipt)
-        _mark_failed(tx.pk, reason.error_name, str(reason))
+        _mark_failed(tx.pk, reason.error_name, str(reason), fee_wei=fee)
         raise TransactionFailed(str(reason), error_code=reason.error_name)
     return _mark_confirmed(tx.pk, receipt)
 
@@ -245,13 +339,62 @@ def _find_log(event, filters: dict[str, Any]) -> _Applied:
 
 
 def _fees(w3) -> dict[str, int]:
+    """The market's fees now (twice the base fee plus the node's tip), within RELAYER_MAX_FEE_PER_GAS."""
     block = w3.eth.get_block("latest")
     base_fee = int(block.get("baseFeePerGas") or 0)
     try:
         priority = int(w3.eth.max_priority_fee)
     except Exception:  # nodes without eth_maxPriorityFeePerGas
         priority = 1_000_000_000
-    return {"maxPriorityFeePerGas": priority, "maxFeePerGas": 2 * base_fee + priority}
+    fees = {"maxPriorityFeePerGas": priority, "maxFeePerGas": 2 * base_fee + priority}
+    cap = int(settings.RELAYER_MAX_FEE_PER_GAS or 0)
+    if cap > 0:
+        fees["maxFeePerGas"] = min(fees["maxFeePerGas"], cap)
+        fees["maxPriorityFeePerGas"] = min(priority, fees["maxFeePerGas"])
+    return fees
+
+
+def _bumped_fees(old: dict[str, Any], market: dict[str, int]) -> dict[str, int] | None:
+    """Fees for a replacement of `old`: each raised by RELAYER_FEE_BUMP_PERCENT (at least 12.5 %)
+    and at least the market's; None when RELAYER_MAX_FEE_PER_GAS leaves no room for a bump."""
+    permille = max(1000 + 10 * int(settings.RELAYER_FEE_BUMP_PERCENT), MIN_FEE_BUMP_PERMILLE)
+
+    def bump(value: int) -> int:
+        return -(-int(value) * permille // 1000)  # rounded up: integers end to end
+
+    def floor(value: int) -> int:
+        return -(-int(value) * MIN_FEE_BUMP_PERMILLE // 1000)
+
+    max_fee = max(bump(old["maxFeePerGas"]), market["maxFeePerGas"])
+    priority = max(bump(old["maxPriorityFeePerGas"]), market["maxPriorityFeePerGas"])
+    cap = int(settings.RELAYER_MAX_FEE_PER_GAS or 0)
+    if cap > 0:
+        max_fee = min(max_fee, cap)
+    priority = min(priority, max_fee)
+    if max_fee < floor(old["maxFeePerGas"]) or priority < floor(old["maxPriorityFeePerGas"]):
+        return None
+    return {"maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority}
+
+
+def _decode_raw(raw_transaction: str) -> dict[str, Any]:
+    return TypedTransaction.from_bytes(HexBytes(raw_transaction)).as_dict()
+
+
+def _latest_max_fee() -> int:
+    """The max fee of the relayer's latest signed transaction (no chain read), else 1 gwei."""
+    raw = (
+        ChainTransaction.objects.exclude(raw_transaction="").order_by("-pk").values_list("raw_transaction", flat=True).first()
+    )
+    if raw:
+        try:
+            return int(_decode_raw(raw)["maxFeePerGas"])
+        except Exception:  # a legacy (type 0) transaction: no max fee to read
+            pass
+    return 1_000_000_000
+
+
+def _fee_of(receipt: dict[str, Any]) -> int:
+    return int(receipt["gasUsed"]) * int(receipt.get("effectiveGasPrice") or 0)
 
 
 def _sign(tx: ChainTransaction) -> ChainTransaction:
@@ -267,6 +410,9 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
         current = ChainTransaction.objects.get(pk=tx.pk)
         if current.status != ChainTransaction.Status.QUEUED:
             return current  # another worker sent it meanwhile: that is why this call would revert now
+        existing = _already_applied(tx)  # someone else's copy of the call landed since we looked
+        if existing is not None:
+            return _mark_confirmed(tx.pk, existing, fee_wei=0)
         _mark_failed(tx.pk, exc.error_name, str(exc), only_if_queued=True)
         raise TransactionFailed(str(exc), error_code=exc.error_name) from exc
     with chain_errors():
@@ -287,6 +433,7 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
         # send and confirm a transaction in between, and this one would take its nonce again
         with chain_errors():
             chain_nonce = w3.eth.get_transaction_count(account.address, "pending")
+            head = w3.eth.block_number
         outstanding = ChainTransaction.objects.filter(
             from_address=account.address, status=ChainTransaction.Status.SIGNED
         ).exists()
@@ -299,6 +446,7 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
         locked.raw_transaction = "0x" + bytes(signed.raw_transaction).hex()
         locked.tx_hash = "0x" + bytes(signed.hash).hex()
         locked.status = ChainTransaction.Status.SIGNED
+        locked.sent_block = head
         locked.save()
         counter.next_nonce = nonce + 1
         counter.save(update_fields=["next_nonce", "updated_at"])
@@ -317,24 +465,87 @@ def _broadcast(tx: ChainTransaction) -> None:
 
 
 def _await_receipt(tx: ChainTransaction) -> dict[str, Any]:
+    """The receipt of this nonce's transaction, CONFIRMATIONS deep: of its latest signing or of
+    any earlier one it replaced (whichever was mined). Replaces it while it is stuck."""
     w3 = chain.web3()
     deadline = time.monotonic() + settings.RECEIPT_TIMEOUT
     while True:
         with chain_errors():
-            try:
-                receipt = w3.eth.get_transaction_receipt(tx.tx_hash)
-            except TransactionNotFound:
-                receipt = None
+            receipt = _first_receipt(w3, [tx.tx_hash, *reversed(tx.replaced_hashes or [])])
+            head = w3.eth.block_number
             if receipt is not None:
-                head = w3.eth.block_number
                 depth = head - receipt["blockNumber"] + 1
                 if depth >= settings.CONFIRMATIONS:
                     canonical = w3.eth.get_block(receipt["blockNumber"])["hash"]
                     if bytes(canonical) == bytes(receipt["blockHash"]):
                         return dict(receipt)
+            else:
+                tx = _replace_if_stuck(tx, head)
         if time.monotonic() > deadline:
             raise TransactionPending(f"{tx.tx_hash} is not yet {settings.CONFIRMATIONS} blocks deep")
         time.sleep(0.2)
+
+
+def _first_receipt(w3, hashes: list[str]) -> Any:
+    for tx_hash in hashes:
+        if not tx_hash:
+            continue
+        try:
+            return w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            continue
+    return None
+
+
+def _replace_if_stuck(tx: ChainTransaction, head: int) -> ChainTransaction:
+    """Re-sign the same nonce with higher fees once the transaction has waited
+    RELAYER_REPLACE_AFTER_BLOCKS unmined (priced below the fee market, or dropped by the pool).
+
+    The old hash is kept in `replaced_hashes`: the old transaction may still be mined instead,
+    and its receipt is as good. The new bytes are stored before they are broadcast."""
+    after = int(settings.RELAYER_REPLACE_AFTER_BLOCKS)
+    if after <= 0 or tx.status != ChainTransaction.Status.SIGNED or not tx.raw_transaction:
+        return tx
+    if tx.sent_block is None:  # signed before sent_block was recorded: count from now
+        ChainTransaction.objects.filter(pk=tx.pk, sent_block__isnull=True).update(sent_block=head)
+        tx.sent_block = head
+        return tx
+    if head - tx.sent_block < after:
+        return tx
+    account: LocalAccount = chain.relayer_account()
+    with transaction.atomic():
+        locked = ChainTransaction.objects.select_for_update().get(pk=tx.pk)
+        if locked.status != ChainTransaction.Status.SIGNED or locked.tx_hash != tx.tx_hash:
+            return locked  # another worker replaced or confirmed it meanwhile
+        if account.address != locked.from_address:
+            logger.warning("cannot replace %s: it was signed by %s, the relayer is now %s", locked.tx_hash, locked.from_address, account.address)
+            return locked
+        old = _decode_raw(locked.raw_transaction)
+        with chain_errors():
+            fees = _bumped_fees(old, _fees(chain.web3()))
+        if fees is None:
+            logger.warning(
+                "%s is stuck below the fee market, but RELAYER_MAX_FEE_PER_GAS=%s leaves no room to raise its fees",
+                locked.tx_hash, settings.RELAYER_MAX_FEE_PER_GAS,
+            )
+            locked.sent_block = head  # look again after another RELAYER_REPLACE_AFTER_BLOCKS
+            locked.save(update_fields=["sent_block", "updated_at"])
+            return locked
+        replacement = {key: value for key, value in old.items() if key not in ("v", "r", "s")}
+        replacement.update(fees)
+        signed = account.sign_transaction(replacement)
+        logger.info(
+            "replacing %s (nonce %s, stuck %s blocks) with max fee %s wei, tip %s wei",
+            locked.tx_hash, locked.nonce, head - (locked.sent_block or head), fees["maxFeePerGas"], fees["maxPriorityFeePerGas"],
+        )
+        locked.replaced_hashes = [*(locked.replaced_hashes or []), locked.tx_hash]
+        locked.raw_transaction = "0x" + bytes(signed.raw_transaction).hex()
+        locked.tx_hash = "0x" + bytes(signed.hash).hex()
+        locked.sent_block = head
+        locked.attempts = locked.attempts + 1
+        locked.save()
+    _broadcast(locked)
+    return locked
 
 
 def _replay_revert(tx: ChainTransaction, receipt: dict[str, Any]) -> ContractReverted:
@@ -348,17 +559,25 @@ def _replay_revert(tx: ChainTransaction, receipt: dict[str, Any]) -> ContractRev
     return ContractReverted("Reverted", (tx.tx_hash,))
 
 
-def _mark_confirmed(pk: int, receipt: Any) -> ChainTransaction:
+def _mark_confirmed(pk: int, receipt: Any, *, fee_wei: int | None = None, own_hash: str = "") -> ChainTransaction:
+    """Record where the call is applied: our receipt, or (an `_Applied`) someone else's
+    transaction, with what our own attempt cost (`fee_wei`) and its hash kept for the record."""
     with transaction.atomic():
         tx = ChainTransaction.objects.select_for_update().get(pk=pk)
         if isinstance(receipt, _Applied):
+            if own_hash and receipt.tx_hash and own_hash != receipt.tx_hash and own_hash not in (tx.replaced_hashes or []):
+                tx.replaced_hashes = [*(tx.replaced_hashes or []), own_hash]
             tx.tx_hash = receipt.tx_hash or tx.tx_hash
             tx.block_number = receipt.block_number
             tx.block_hash = receipt.block_hash
+            if fee_wei is not None:
+                tx.fee_wei = fee_wei
         else:
+            tx.tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()  # the latest signing, or one it replaced
             tx.block_number = receipt["blockNumber"]
             tx.block_hash = "0x" + bytes(receipt["blockHash"]).hex()
             tx.gas_used = receipt["gasUsed"]
+            tx.fee_wei = _fee_of(receipt)
         tx.status = ChainTransaction.Status.CONFIRMED
         tx.error_code = ""
         tx.error_message = ""
@@ -366,20 +585,24 @@ def _mark_confirmed(pk: int, receipt: Any) -> ChainTransaction:
     return tx
 
 
-def _mark_failed(pk: int, error_code: str, message: str, only_if_queued: bool = False) -> None:
+def _mark_failed(pk: int, error_code: str, message: str, only_if_queued: bool = False, fee_wei: int | None = None) -> None:
     rows = ChainTransaction.objects.filter(pk=pk).exclude(status=ChainTransaction.Status.CONFIRMED)
     if only_if_queued:
         rows = rows.filter(status=ChainTransaction.Status.QUEUED, raw_transaction="")
-    rows.update(status=ChainTransaction.Status.FAILED, error_code=error_code[:64], error_message=message)
+    extra = {"fee_wei": fee_wei} if fee_wei is not None else {}  # a reverted transaction still cost gas
+    rows.update(status=ChainTransaction.Status.FAILED, error_code=error_code[:64], error_message=message, **extra)
 
 
 __all__ = [
     "ChainMisconfigured",
     "ChainUnavailable",
+    "RelayerBudgetExceeded",
     "TransactionFailed",
     "TransactionPending",
     "registry_deploy",
     "registry_has_code",
+    "relayer_budget_check",
+    "relayer_spending",
     "transaction_enqueue",
     "transaction_events",
     "transaction_mark_failed",
@@ -396,4 +619,5 @@ def transaction_requeue(*, transaction_id: int) -> None:
     if tx is None:
         return
     status = ChainTransaction.Status.SIGNED if tx.raw_transaction else ChainTransaction.Status.QUEUED
-    ChainTransaction.objects.filter(pk=transaction_id).update(status=status, block_number=None, block_hash="")
+    # sent_block cleared: the wait before a fee bump starts again from the head the relayer sees next
+    ChainTransaction.objects.filter(pk=transaction_id).update(status=status, block_number=None, block_hash="", sent_block=None)

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from registry.caching import cache_generation_bump
+
 from .models import License
 
 
@@ -7,6 +9,20 @@ from .models import License
 class LicenseAdmin(admin.ModelAdmin):
     list_display = ("model_id", "licensee", "perpetual", "expires_at", "source", "observed_block")
     search_fields = ("model_id", "licensee")
+
+    # Downloads keep licence grants in each process (registry/caching.py): a licence an operator
+    # shortens or deletes here must stop granting at once, not when a cached grant runs out.
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        cache_generation_bump()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        cache_generation_bump()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        cache_generation_bump()
 
 
 from .models import LedgerEntry, LedgerLine, ReconciliationAlert  # noqa: E402

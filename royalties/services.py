@@ -1,10 +1,11 @@
-"""License checks: the mirror first, then the contract at the latest block; fail closed."""
+"""License checks: the mirror first, then the contract at the latest and the safe block; fail closed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone as djtz
 from eth_utils import to_checksum_address
@@ -27,18 +28,36 @@ class LicenseCheckUnavailable(Exception):
 
 @dataclass(frozen=True)
 class LicenseDecision:
+    """Whether a licence is held. `source`: "mirror" (the License table), "chain" (read from the
+    contract at the safe block, now mirrored) or "unconfirmed" (seen at the latest block only:
+    `confirmed` is False, nothing was mirrored, and a reorg may still take it away)."""
+
     granted: bool
     licensee: str | None = None
     expires_at: datetime | None = None
     perpetual: bool = False
     source: str = ""
+    confirmed: bool = True
+
+    def grant_seconds(self, now: datetime) -> float | None:
+        """How long this grant may be kept without asking again: None for as long as a cache
+        keeps anything (a perpetual licence), else until the licence expires, and at most
+        LICENSE_UNCONFIRMED_GRANT_SECONDS while the purchase is not CONFIRMATIONS deep."""
+        until = None if self.perpetual or self.expires_at is None else (self.expires_at - now).total_seconds()
+        if self.confirmed:
+            return until
+        short = float(settings.LICENSE_UNCONFIRMED_GRANT_SECONDS)
+        return short if until is None else min(short, until)
 
 
 def license_check(*, model_id: str, wallets: list[str]) -> LicenseDecision:
     """Whether any of `wallets` holds a valid licence on `model_id` now.
 
-    A mirrored licence answers at once; on a miss the contract's `licenseExpiry` is read at the
-    latest block (so a download works seconds after the purchase is mined) and mirrored.
+    A mirrored licence answers at once. On a miss the contract's `licenseExpiry` is read at the
+    latest block (so a download works seconds after the purchase is mined) and at the safe block
+    (CONFIRMATIONS deep): valid at the safe block, it is mirrored; valid at the latest block only,
+    it is a short-lived grant (`confirmed=False`, see LicenseDecision.grant_seconds) that is not
+    mirrored, so a purchase a reorg removes grants nothing once that grant ends.
     Raises LicenseCheckUnavailable when the chain does not answer and nothing is mirrored.
     """
     if not wallets:
@@ -83,20 +102,40 @@ def license_record(*, model_id: str, licensee: str, expiry: int, block: int | No
     return row
 
 
+def _valid(expiry: int, now: datetime) -> bool:
+    return bool(expiry) and (expiry >= PERPETUAL or expiry > int(now.timestamp()))
+
+
+def _expiry_datetime(expiry: int) -> datetime | None:
+    return None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=timezone.utc)
+
+
 def _check_on_chain(model_id: str, wallets: list[str], now: datetime) -> LicenseDecision:
     contract = chain.registry_contract()
     w3 = chain.web3()
     raw_id = bytes.fromhex(model_id[2:])
+    unconfirmed: LicenseDecision | None = None
     with chain_errors():
-        block = w3.eth.block_number
+        head = w3.eth.block_number
+        safe = max(head - max(settings.CONFIRMATIONS, 1) + 1, 0)
         for wallet in wallets:
-            expiry = contract.functions.licenseExpiry(raw_id, wallet).call(block_identifier=block)
-            if expiry and (expiry >= PERPETUAL or expiry > int(now.timestamp())):
-                row = license_record(
-                    model_id=model_id, licensee=wallet, expiry=expiry, block=block, source=License.Source.CHAIN_READ
-                )
-                return LicenseDecision(True, wallet, row.expires_at, row.perpetual, "chain")
-    return LicenseDecision(False)
+            expiry = contract.functions.licenseExpiry(raw_id, wallet).call(block_identifier=head)
+            if not _valid(expiry, now):
+                continue
+            if safe != head:
+                expiry_at_safe = contract.functions.licenseExpiry(raw_id, wallet).call(block_identifier=safe)
+                if not _valid(expiry_at_safe, now):
+                    # bought in the last CONFIRMATIONS blocks: usable now, mirrored once confirmed
+                    unconfirmed = unconfirmed or LicenseDecision(
+                        True, wallet, _expiry_datetime(expiry), expiry >= PERPETUAL, "unconfirmed", confirmed=False
+                    )
+                    continue
+                expiry = expiry_at_safe  # what is confirmed; a renewal on top of it is not yet
+            row = license_record(
+                model_id=model_id, licensee=wallet, expiry=expiry, block=safe, source=License.Source.CHAIN_READ
+            )
+            return LicenseDecision(True, wallet, row.expires_at, row.perpetual, "chain")
+    return unconfirmed or LicenseDecision(False)
 
 
 # ------------------------------------------------------------------------------- purchases
@@ -147,7 +186,12 @@ def royalty_preview(*, model_id: str, price_wei: int | None = None) -> dict:
 
 
 def purchase_transaction(*, model_id: str, licensee: str, max_price_wei: int | None = None) -> dict:
-    """The unsigned `purchaseLicense` call for the buyer's wallet to sign and send."""
+    """The unsigned `purchaseLicense` call for the buyer's wallet to sign and send.
+
+    It is the four-argument call: besides `maxPrice` (the price shown, unless the buyer allows
+    more) it carries `minExpiresAt`, the expiry shown less LICENSE_EXPIRY_SLACK_SECONDS (the
+    perpetual sentinel for a perpetual licence), so a vendor who shortens the licence length in
+    front of the purchase makes it revert (`ExpiryBelowMinimum`) instead of selling less."""
     contract = chain.registry_contract()
     raw = bytes.fromhex(model_id[2:])
     licensee = to_checksum_address(licensee)
@@ -160,12 +204,13 @@ def purchase_transaction(*, model_id: str, licensee: str, max_price_wei: int | N
         raise LookupError("no such model on chain")
     max_price = int(price) if max_price_wei is None else int(max_price_wei)
     if duration == 0:
-        expires = PERPETUAL
+        expires = min_expires = PERPETUAL
     else:
-        expires = max(int(current), int(now)) + int(duration)
+        expires = min(max(int(current), int(now)) + int(duration), PERPETUAL - 1)  # the contract's cap
+        min_expires = max(expires - int(settings.LICENSE_EXPIRY_SLACK_SECONDS), 0)
     return {
         "to": contract.address,
-        "data": contract.encode_abi("purchaseLicense", args=[raw, licensee, max_price]),
+        "data": contract.encode_abi("purchaseLicense", args=[raw, licensee, max_price, min_expires]),
         "value": int(price),
         "chain_id": int(chain.web3().eth.chain_id),
         "price_wei": int(price),
@@ -174,12 +219,26 @@ def purchase_transaction(*, model_id: str, licensee: str, max_price_wei: int | N
         "licensee": licensee,
         "current_expiry": int(current) or None,
         "expires_at_if_mined_now": expires,
+        "min_expires_at": min_expires,
         "already_perpetual": int(current) == PERPETUAL,
     }
 
 
-def purchase_confirm(*, tx_hash: str) -> list[License]:
-    """Read a purchase's receipt; mirror the licences it granted. PurchaseNotFound while it is
+@dataclass(frozen=True)
+class PurchaseConfirmation:
+    """The licences a mined purchase granted. `confirmed`: the purchase is CONFIRMATIONS deep and
+    `licenses` are mirrored rows; otherwise they are unsaved License objects (usable now through
+    the short-lived grant of license_check, mirrored once confirmed) and `depth` < `confirmations`."""
+
+    licenses: list[License]
+    confirmed: bool
+    depth: int
+    confirmations: int
+
+
+def purchase_confirm(*, tx_hash: str) -> PurchaseConfirmation:
+    """Read a purchase's receipt and the licences it granted; mirror them once the purchase is
+    CONFIRMATIONS deep (a shallower one could still be reorged out). PurchaseNotFound while it is
     not mined yet, PurchaseFailed when it reverted."""
     from web3.exceptions import TransactionNotFound
 
@@ -190,6 +249,10 @@ def purchase_confirm(*, tx_hash: str) -> list[License]:
             receipt = w3.eth.get_transaction_receipt(tx_hash)
         except TransactionNotFound as exc:
             raise PurchaseNotFound(f"{tx_hash} is not mined yet") from exc
+        head = w3.eth.block_number
+    needed = max(settings.CONFIRMATIONS, 1)
+    depth = max(head - receipt["blockNumber"] + 1, 0)
+    confirmed = depth >= needed
     if receipt["status"] != 1:
         raise PurchaseFailed(f"{tx_hash} reverted: no licence was bought and the payment was not taken")
     from web3.logs import DISCARD
@@ -199,12 +262,23 @@ def purchase_confirm(*, tx_hash: str) -> list[License]:
         if to_checksum_address(event["address"]) != contract.address:
             continue
         args = event["args"]
-        row = license_record(
+        fields = dict(
             model_id="0x" + bytes(args["modelId"]).hex(), licensee=args["licensee"], expiry=int(args["expiresAt"]),
             block=receipt["blockNumber"], source=License.Source.EVENT,
         )
+        row = license_record(**fields) if confirmed else _license_unsaved(**fields)
         if row is not None:
             licences.append(row)
     if not licences:
         raise PurchaseFailed(f"{tx_hash} is not a purchase on this marketplace's registry")
-    return licences
+    return PurchaseConfirmation(licences, confirmed, depth, needed)
+
+
+def _license_unsaved(*, model_id: str, licensee: str, expiry: int, block: int, source: str) -> License | None:
+    """What license_record would mirror, without writing it."""
+    if expiry == 0:
+        return None
+    return License(
+        model_id=model_id.lower(), licensee=to_checksum_address(licensee), perpetual=expiry >= PERPETUAL,
+        expires_at=_expiry_datetime(expiry), source=source, observed_block=block,
+    )

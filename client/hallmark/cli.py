@@ -8,7 +8,7 @@
 
 Exit codes: 0 success, 1 failure, 2 usage error; `verify` and `pull` exit with the verification
 outcome (3 tampered, 4 files differ, 5 revoked, 6 unknown model or version, 7 chain unreachable,
-8 signer mismatch).
+8 signer mismatch); `login` exits 9 when the server asks to sign in to another domain than its own.
 """
 
 from __future__ import annotations

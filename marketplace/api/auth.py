@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
-from django.utils import timezone
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +16,11 @@ def _domain(request) -> str:
     return settings.SIWE_DOMAIN or request.get_host()
 
 
+def _bearer(request) -> ApiToken | None:
+    """The API token that authenticated `request` (None for a session): what it creates may not outlive it."""
+    return request.auth if isinstance(request.auth, ApiToken) else None
+
+
 def token_data(token: ApiToken) -> dict:
     return {
         "prefix": token.prefix,
@@ -27,6 +29,7 @@ def token_data(token: ApiToken) -> dict:
         "expires_at": token.expires_at,
         "last_used_at": token.last_used_at,
         "revoked": token.revoked_at is not None,
+        "created_by": token.created_by.prefix if token.created_by_id else None,  # revoked with that one
     }
 
 
@@ -52,7 +55,10 @@ class SiweInput(serializers.Serializer):
     message = serializers.CharField(max_length=4000)
     signature = serializers.RegexField(r"^0x[0-9a-fA-F]{130}$")
     token_name = serializers.CharField(max_length=100, required=False, default="sign-in")
-    token_expires_in_days = serializers.IntegerField(min_value=0, max_value=3650, required=False)
+    token_expires_in_days = serializers.IntegerField(
+        min_value=0, max_value=100_000, required=False,
+        help_text="default API_TOKEN_TTL_DAYS; 0 asks for a token that never expires (refused past API_TOKEN_MAX_TTL_DAYS)",
+    )
     issue_token = serializers.BooleanField(default=True, required=False, help_text="false: only link the wallet")
 
 
@@ -65,15 +71,16 @@ class SiweView(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         current = request.user if request.user.is_authenticated else None
+        if values.get("issue_token", True):  # a lifetime that will be refused spends no nonce
+            services.api_token_expiry(expires_in_days=values.get("token_expires_in_days"), created_by=_bearer(request))
         user, wallet = services.siwe_sign_in(
             message=values["message"], signature=values["signature"], domain=_domain(request), user=current
         )
         wallets = list(Wallet.objects.filter(user=user).values_list("address", flat=True))
         if not values.get("issue_token", True):
             return Response({"wallet": wallet.address, "wallets": wallets}, status=status.HTTP_201_CREATED)
-        days = values.get("token_expires_in_days", settings.API_TOKEN_TTL_DAYS)
         token, plaintext = services.api_token_create(
-            user=user, name=values["token_name"], expires_at=timezone.now() + timedelta(days=days) if days else None
+            user=user, name=values["token_name"], expires_in_days=values.get("token_expires_in_days"), created_by=_bearer(request),
         )
         return Response(
             {
@@ -88,23 +95,24 @@ class SiweView(APIView):
 
 class TokenCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False, default="")
-    expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    expires_in_days = serializers.IntegerField(
+        min_value=1, max_value=100_000, required=False, help_text="default API_TOKEN_TTL_DAYS; at most API_TOKEN_MAX_TTL_DAYS"
+    )
 
 
 class TokensView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def get(self, request):
-        tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+        tokens = ApiToken.objects.filter(user=request.user).select_related("created_by").order_by("-created_at")
         return Response([token_data(t) for t in tokens])
 
     def post(self, request):
         data = TokenCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        days = data.validated_data.get("expires_in_days")
         token, plaintext = services.api_token_create(
-            user=request.user, name=data.validated_data["name"],
-            expires_at=timezone.now() + timedelta(days=days) if days else None,
+            user=request.user, name=data.validated_data["name"], expires_in_days=data.validated_data.get("expires_in_days"),
+            created_by=_bearer(request),
         )
         return Response({"token": plaintext, **token_data(token)}, status=status.HTTP_201_CREATED)
 

@@ -47,7 +47,7 @@ def exception_handler(exc, context):
         code = "not_authenticated"
     if isinstance(exc, exceptions.Throttled):
         code = "rate_limited"
-        message = f"too many requests for this token; retry in {exc.wait:.0f} s" if exc.wait else "too many requests"
+        message = f"too many requests for this account; retry in {exc.wait:.0f} s" if exc.wait else "too many requests"
     response.data = {"code": code, "message": message}
     if isinstance(exc, exceptions.ValidationError):
         response.data["fields"] = detail

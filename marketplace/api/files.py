@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from typing import Callable, Iterator
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
 from ..models import Artifact
 from ..storage import is_local, presigned_url
@@ -48,7 +50,7 @@ def file_headers(artifact: Artifact, commit: str) -> dict[str, str]:
         "X-Linked-Size": str(artifact.size),
         "X-Repo-Commit": commit,
         "Accept-Ranges": "bytes",
-        "Content-Disposition": f'attachment; filename="{artifact.path.rsplit("/", 1)[-1]}"',
+        "Content-Disposition": content_disposition_header(True, artifact.path.rsplit("/", 1)[-1]),
         "Cache-Control": "private, max-age=0",
     }
 
@@ -78,7 +80,8 @@ def file_response(
     elif settings.DOWNLOAD_X_ACCEL_REDIRECT_PREFIX:
         # behind nginx: it serves the bytes (sendfile, Range) from its internal location
         response = HttpResponse(status=200, content_type="application/octet-stream")
-        response["X-Accel-Redirect"] = settings.DOWNLOAD_X_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + artifact.storage_name
+        # a URI, which nginx decodes: a name with a space, `%`, `#`, `?` or non-ASCII must be quoted
+        response["X-Accel-Redirect"] = settings.DOWNLOAD_X_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + quote(artifact.storage_name, safe="/")
         on_done(0, start if byte_range else None)
         for key, value in headers.items():
             response[key] = value

@@ -19,7 +19,7 @@ from ..errors import MarketplaceError
 from ..models import Download, Version
 from .errors import error_response
 from .files import file_response
-from .throttles import client_address, download_rate_wait
+from .throttles import download_rate_wait, rate_limit_ident
 
 POINTER_SIZE = 134  # size of a git-lfs pointer file; clients only display it
 
@@ -34,7 +34,7 @@ def _sibling(artifact) -> dict:
 
 def _info(version: Version) -> dict:
     model = version.model
-    artifacts = list(version.artifacts.order_by("path"))
+    artifacts = selectors.version_files(version=version)  # the signed manifest's files only
     return {
         "_id": model.chain_model_id,
         "id": model.repo_id,
@@ -80,7 +80,7 @@ class ModelTreeView(APIView):
         prefix = path.strip("/")
         recursive = request.query_params.get("recursive", "false").lower() in ("1", "true")
         entries, folders = [], set()
-        for artifact in version.artifacts.order_by("path"):
+        for artifact in selectors.version_files(version=version):
             if prefix and not artifact.path.startswith(prefix + "/"):
                 continue
             rest = artifact.path[len(prefix) + 1 :] if prefix else artifact.path
@@ -109,7 +109,7 @@ class ResolveView(View):
     `HEAD` (huggingface_hub asks before every download) and DRF's request wrapping, content
     negotiation and sliding-window throttle cost more than the answer (docs/benchmarks.md). It
     authenticates exactly as the API does (`Authorization: Bearer`, else the session), limits
-    requests per token with DOWNLOAD_RATE_LIMIT, and answers errors in the API's JSON shape.
+    requests per account with DOWNLOAD_RATE_LIMIT, and answers errors in the API's JSON shape.
     """
 
     http_method_names = ["get", "head", "options"]
@@ -125,10 +125,10 @@ class ResolveView(View):
             user, token = authenticate(request)
         except MarketplaceError as exc:
             return error_response(exc.code, exc.message, exc.status, {"WWW-Authenticate": "Bearer", **exc.headers})
-        wait = download_rate_wait(f"token:{token.prefix}" if token is not None else f"address:{client_address(request)}")
+        wait = download_rate_wait(rate_limit_ident(request, user))
         if wait is not None:
             return error_response(
-                "rate_limited", f"too many requests for this token; retry in {wait} s", 429, {"Retry-After": str(wait)}
+                "rate_limited", f"too many requests for this account; retry in {wait} s", 429, {"Retry-After": str(wait)}
             )
         revision = unquote(revision)
         repo_id = f"{vendor}/{model}"

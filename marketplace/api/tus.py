@@ -74,7 +74,34 @@ def _authenticate(request):
 
 
 def _method(request) -> str:
-    return request.META.get("HTTP_X_HTTP_METHOD_OVERRIDE", request.method).upper()
+    """The request's method; `X-HTTP-Method-Override` (tus-js-client's `overridePatchMethod`)
+    turns a POST into another method for bearer-token clients only: for a session (cookie) it
+    would let a plain form POST act as a PATCH or DELETE."""
+    override = request.META.get("HTTP_X_HTTP_METHOD_OVERRIDE", "").strip()
+    if override and request.method == "POST" and request.META.get("HTTP_AUTHORIZATION"):
+        return override.upper()
+    return request.method.upper()
+
+
+def request_body(request) -> tuple[object, int | None]:
+    """(stream, length) of a request's body. The length is Django's `CONTENT_LENGTH` (there is no
+    `HTTP_CONTENT_LENGTH`); without it (`Transfer-Encoding: chunked`) it is None and the body is
+    read to its end: from the server's own terminated input where it provides one (gunicorn
+    decodes the chunks; Django's request stream would read nothing without a length)."""
+    raw = (request.META.get("CONTENT_LENGTH") or "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise InvalidInput("Content-Length must be a non-negative integer", code="invalid_header")
+        return request, int(raw)
+    if request.META.get("wsgi.input_terminated") and "wsgi.input" in request.META:
+        return request.META["wsgi.input"], None
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower() and "wsgi.input" in request.META:
+        # a WSGI server that leaves the chunks undecoded (Django's development server): the body
+        # would read as empty, and an empty file would be stored in its place
+        raise MarketplaceError(
+            "this server cannot read a chunked body: send Content-Length (or upload with tus)", code="length_required", status=411
+        )
+    return request, None
 
 
 def _check_resumable(request) -> None:
@@ -122,10 +149,12 @@ def creation(request, slug: str, version_id: int):
             raise InvalidInput("send Upload-Length", code="invalid_length")
         metadata = _parse_metadata(request.META.get("HTTP_UPLOAD_METADATA", ""))
         path = metadata.get("filename") or metadata.get("name") or ""
+        stream, body_length = request_body(request)
         upload = upload_services.upload_create(user=user, version=version, path=path, length=length, metadata=metadata)
-        if request.META.get("CONTENT_TYPE") == "application/offset+octet-stream" and _int_header(request, "Content-Length"):
+        if request.content_type == "application/offset+octet-stream" and body_length != 0 and upload.completed_at is None:
+            # creation-with-upload: the body is the first chunk
             upload = upload_services.upload_append(
-                upload=upload, offset=0, stream=request, content_length=_int_header(request, "Content-Length"),
+                upload=upload, offset=0, stream=stream, content_length=body_length,
                 checksum=request.META.get("HTTP_UPLOAD_CHECKSUM"),
             )
     except MarketplaceError as exc:
@@ -152,13 +181,14 @@ def resource(request, upload_id):
                 )
             return response
         if method == "PATCH":
-            if request.META.get("CONTENT_TYPE") != "application/offset+octet-stream":
+            if request.content_type != "application/offset+octet-stream":
                 return _error(MarketplaceError("PATCH needs Content-Type: application/offset+octet-stream", code="content_type", status=415))
             offset = _int_header(request, "Upload-Offset")
             if offset is None:
                 raise InvalidInput("send Upload-Offset", code="invalid_header")
+            stream, body_length = request_body(request)
             upload = upload_services.upload_append(
-                upload=upload, offset=offset, stream=request, content_length=_int_header(request, "Content-Length"),
+                upload=upload, offset=offset, stream=stream, content_length=body_length,
                 checksum=request.META.get("HTTP_UPLOAD_CHECKSUM"),
             )
             return _tus_headers(HttpResponse(status=204), upload)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("provenance/sha256/<str:sha256>", views.ProvenanceByHashView.as_view(), name="api-provenance-sha256"),
     path("eip712", views.Eip712TypesView.as_view(), name="api-eip712"),
     path("chain", views.ChainInfoView.as_view(), name="api-chain"),
+    path("chain/status", views.ChainStatusView.as_view(), name="api-chain-status"),
     path("vendor/models", views.VendorModelsView.as_view(), name="api-vendor-models"),
     path("vendor/models/<str:slug>", views.VendorModelView.as_view(), name="api-vendor-model"),
     path("vendor/models/<str:slug>/signature", views.VendorModelSignatureView.as_view(), name="api-vendor-model-signature"),

@@ -8,10 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry import chain
+from registry.selectors import indexer_status
 
 from .. import selectors, services
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Artifact, Model, Version
+from .tus import request_body
 
 
 class IsVendor(permissions.BasePermission):
@@ -45,11 +47,12 @@ def version_data(version: Version, *, with_signing: bool = False) -> dict:
         "root_digest": version.root_digest or None,
         "metadata_digest": version.metadata_digest or None,
         "commit": version.commit_sha or None,
-        "files": [artifact_data(a) for a in version.artifacts.order_by("path")],
+        "files": [artifact_data(a) for a in selectors.version_files(version=version)],
         "metadata": version.metadata,
         "signer": version.signer or None,
         "transaction_hash": version.publish_transaction.tx_hash if version.publish_transaction_id else None,
         "published_block": version.published_block,
+        "adopted": version.adopted,  # published on chain outside Hallmark: no files hosted here
         "error": {"code": version.error_code, "message": version.error_message} if version.error_code else None,
     }
     if with_signing:
@@ -198,21 +201,16 @@ class VendorVersionView(APIView):
 
 
 class VendorVersionFileView(APIView):
-    """`PUT` the raw bytes of one file; the body is streamed to storage, never parsed."""
+    """`PUT` the raw bytes of one file; the body is streamed to storage, never parsed. The same
+    service as a tus upload: path checks, size limit, quota (the Content-Length counts before a
+    byte is read) and the draft check under the version's lock when the file is recorded."""
 
     permission_classes = [IsVendor]
 
     def put(self, request, slug, version_id, path):
         version = _own_version(request, slug, version_id)
-        length = request.META.get("CONTENT_LENGTH")
-        stream = request.stream
-        if stream is None:
-            from io import BytesIO
-
-            stream = BytesIO(b"")
-        artifact = services.artifact_upload(
-            version=version, path=path, stream=stream, length=int(length) if length else None
-        )
+        stream, length = request_body(request._request)
+        artifact = services.artifact_upload(version=version, path=path, stream=stream, length=length)
         return Response(artifact_data(artifact), status=status.HTTP_201_CREATED)
 
 
@@ -410,6 +408,10 @@ class PurchaseTransactionView(APIView):
                 "max_price_wei": _wei(tx["max_price_wei"]),
                 "expires_at": None if tx["expires_at_if_mined_now"] >= 2**64 - 1 else tx["expires_at_if_mined_now"],
                 "perpetual": tx["expires_at_if_mined_now"] >= 2**64 - 1,
+                # the transaction reverts (ExpiryBelowMinimum) if the licence would end before this
+                # null for a perpetual licence (the transaction then asks for 2^64-1: perpetual only),
+                # so a JavaScript client never meets an integer it cannot hold exactly
+                "min_expires_at": None if tx["min_expires_at"] >= 2**64 - 1 else tx["min_expires_at"],
                 "royalties": [{**c, "amount_wei": _wei(c["amount_wei"])} for c in preview["credits"]],
             }
         )
@@ -421,7 +423,9 @@ class PurchaseConfirmInput(serializers.Serializer):
 
 class PurchaseConfirmView(APIView):
     """`POST /api/v1/purchases {tx_hash}`: once the purchase is mined, the licence it granted
-    (202 while pending; 422 if it reverted)."""
+    (202 while pending; 422 if it reverted). Mirrored once CONFIRMATIONS deep (`confirmed: true`);
+    a shallower purchase answers `status: "unconfirmed"`, `confirmed: false` and the depth needed:
+    the licence is usable now, and mirrored when the purchase is confirmed."""
 
     def post(self, request):
         from royalties.services import PurchaseFailed, PurchaseNotFound, purchase_confirm
@@ -429,14 +433,17 @@ class PurchaseConfirmView(APIView):
         data = PurchaseConfirmInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            licences = purchase_confirm(tx_hash=data.validated_data["tx_hash"])
+            confirmation = purchase_confirm(tx_hash=data.validated_data["tx_hash"])
         except PurchaseNotFound as exc:
             return Response({"status": "pending", "message": str(exc)}, status=status.HTTP_202_ACCEPTED)
         except PurchaseFailed as exc:
             raise InvalidInput(str(exc), code=exc.code, status=422) from exc
         return Response(
             {
-                "status": "confirmed",
+                "status": "confirmed" if confirmation.confirmed else "unconfirmed",
+                "confirmed": confirmation.confirmed,
+                "depth": confirmation.depth,
+                "confirmations": confirmation.confirmations,
                 "licenses": [
                     {
                         "model_id": row.model_id,
@@ -445,7 +452,7 @@ class PurchaseConfirmView(APIView):
                         "expires_at": row.expires_at,
                         "block": row.observed_block,
                     }
-                    for row in licences
+                    for row in confirmation.licenses
                 ],
             }
         )
@@ -486,5 +493,35 @@ class ChainInfoView(APIView):
                 "registry_address": chain.registry_address(),
                 "rpc_url": settings.PUBLIC_CHAIN_RPC_URL or None,
                 "deploy_block": settings.REGISTRY_DEPLOY_BLOCK or record.get("block_number"),
+            }
+        )
+
+
+class ChainStatusView(APIView):
+    """`GET /api/v1/chain/status`: how far the chain mirror is behind the head, and the events it
+    had to skip (poison events, docs/operations.md). Public: nothing in it is secret."""
+
+    def get(self, request):
+        state = indexer_status()
+        return Response(
+            {
+                "chain_id": state.chain_id,
+                "registry_address": state.registry_address,
+                "head": state.head,
+                "indexed_block": state.indexed_block,
+                "lag_blocks": state.lag_blocks,
+                "skipped_events": state.skipped_events,
+                "recent_skipped": [
+                    {
+                        "event": skip.event,
+                        "block_number": skip.block_number,
+                        "tx_hash": skip.tx_hash,
+                        "log_index": skip.log_index,
+                        "projection": skip.projection,
+                        "error": skip.error,
+                        "at": skip.at.isoformat(),
+                    }
+                    for skip in state.recent_skipped
+                ],
             }
         )

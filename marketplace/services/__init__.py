@@ -3,6 +3,7 @@
 from .accounts import (
     api_token_authenticate,
     api_token_create,
+    api_token_expiry,
     api_token_revoke,
     siwe_nonce_create,
     siwe_sign_in,
@@ -18,6 +19,7 @@ from .catalog import (
 )
 from .downloads import download_authorize, download_record
 from .recovery import pending_chain_resume
+from .retention import expired_records_purge
 from .uploads import upload_append, upload_create, upload_get, upload_terminate, uploads_expire
 from .versions import (
     artifact_upload,
@@ -29,6 +31,7 @@ from .versions import (
 )
 
 __all__ = [
+    "expired_records_purge",
     "model_register_from_tx",
     "model_update",
     "model_catalog_refresh",
@@ -40,6 +43,7 @@ __all__ = [
     "uploads_expire",
     "api_token_authenticate",
     "api_token_create",
+    "api_token_expiry",
     "api_token_revoke",
     "artifact_upload",
     "download_authorize",

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from eth_utils import to_checksum_address
 
-from registry.caching import LocalCache
+from registry.caching import LocalCache, cache_generation_bump
 
 from ..errors import Conflict, Forbidden, InvalidInput, NotAuthenticated
 from ..models import ApiToken, SiweNonce, Vendor, Wallet
@@ -77,15 +77,30 @@ def _wallet_for(address: str, user) -> tuple:
                 raise Conflict(f"{address} is already linked to another account", code="wallet_taken")
             return wallet.user, wallet
         if user is None:
-            user = User.objects.create(username=address.lower())
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
+            user = _user_create_for_wallet(User, address)
         try:
             with transaction.atomic():
                 wallet = Wallet.objects.create(user=user, address=address)
         except IntegrityError as exc:
             raise Conflict(f"{address} is already linked to another account", code="wallet_taken") from exc
     return user, wallet
+
+
+def _user_create_for_wallet(User, address: str):
+    """A new account for a wallet's first sign-in, named after the address; when that name is
+    taken (someone registered the lower-case address as a username), a numbered variant."""
+    base = address.lower()
+    for attempt in range(100):
+        username = base if attempt == 0 else f"{base}-{attempt + 1}" if attempt < 10 else f"{base}-{secrets.token_hex(4)}"
+        try:
+            with transaction.atomic():  # a savepoint: the caller's transaction survives a clash
+                user = User(username=username)
+                user.set_unusable_password()
+                user.save()
+                return user
+        except IntegrityError:
+            continue
+    raise Conflict("could not choose a user name for this wallet; try again", code="wallet_taken")
 
 
 def vendor_register(*, user, slug: str, address: str, display_name: str = "") -> Vendor:
@@ -112,12 +127,66 @@ def _hash(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
 
 
-def api_token_create(*, user, name: str = "", expires_at: datetime | None = None) -> tuple[ApiToken, str]:
-    """Create a token; the plaintext is returned once and never stored."""
+def api_token_create(
+    *,
+    user,
+    name: str = "",
+    expires_in_days: int | None = None,
+    expires_at: datetime | None = None,
+    created_by: ApiToken | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a token; the plaintext is returned once and never stored.
+
+    Its lifetime: `expires_at`, else `expires_in_days` from now (0: never expires), else the
+    default (API_TOKEN_TTL_DAYS, never past `created_by`'s expiry). Refused with
+    `token_ttl_too_long` when it would live longer than API_TOKEN_MAX_TTL_DAYS (0: no maximum), or
+    longer than `created_by`, the token that authenticated the request: a stolen token cannot
+    mint itself a longer life, and revoking it revokes what it created (`api_token_revoke`).
+    """
+    expires_at = api_token_expiry(expires_in_days=expires_in_days, expires_at=expires_at, created_by=created_by)
     prefix = secrets.token_hex(4)
     plaintext = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    token = ApiToken.objects.create(user=user, name=name, prefix=prefix, key_hash=_hash(plaintext), expires_at=expires_at)
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=prefix, key_hash=_hash(plaintext), expires_at=expires_at, created_by=created_by
+    )
     return token, plaintext
+
+
+def api_token_expiry(
+    *, expires_in_days: int | None = None, expires_at: datetime | None = None, created_by: ApiToken | None = None
+) -> datetime | None:
+    """The expiry `api_token_create` would give such a token (None: never), or InvalidInput
+    `token_ttl_too_long`: callers check it before spending anything else (a SIWE nonce)."""
+    now = timezone.now()
+    max_days = settings.API_TOKEN_MAX_TTL_DAYS
+    creator_expiry = created_by.expires_at if created_by is not None else None
+    if expires_at is None and expires_in_days is None:  # the default: clamped, never refused
+        days = settings.API_TOKEN_TTL_DAYS or max_days
+        if max_days:
+            days = min(days, max_days)
+        expires_at = now + timedelta(days=days) if days else None
+        if creator_expiry is not None and (expires_at is None or expires_at > creator_expiry):
+            expires_at = creator_expiry
+        return expires_at
+    if expires_at is None and expires_in_days:
+        if max_days and expires_in_days > max_days:  # before the date arithmetic: any int may arrive
+            raise _ttl_too_long(f"a token may live at most {max_days} days (API_TOKEN_MAX_TTL_DAYS); ask for {max_days} or fewer")
+        expires_at = now + timedelta(days=expires_in_days)
+    if expires_at is None:  # asked never to expire
+        if max_days:
+            raise _ttl_too_long(f"tokens that never expire are not issued; ask for at most {max_days} days (API_TOKEN_MAX_TTL_DAYS)")
+    elif max_days and expires_at > now + timedelta(days=max_days):
+        raise _ttl_too_long(f"a token may live at most {max_days} days (API_TOKEN_MAX_TTL_DAYS); ask for {max_days} or fewer")
+    if creator_expiry is not None and (expires_at is None or expires_at > creator_expiry):
+        raise _ttl_too_long(
+            f"the token you are using expires at {creator_expiry.isoformat()}, and a token it creates cannot outlive it: "
+            "ask for an earlier expiry, or sign in again without that token (POST /api/v1/auth/siwe) for a longer-lived one"
+        )
+    return expires_at
+
+
+def _ttl_too_long(message: str) -> InvalidInput:
+    return InvalidInput(message, code="token_ttl_too_long")
 
 
 _live_tokens = LocalCache("api-tokens")
@@ -149,7 +218,17 @@ def _token_load(key_hash: str, now: datetime) -> tuple[ApiToken, float | None]:
     return token, (None if token.expires_at is None else (token.expires_at - now).total_seconds())
 
 
-def api_token_revoke(*, token: ApiToken) -> None:
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at", "updated_at"])
+def api_token_revoke(*, token: ApiToken) -> int:
+    """Revoke `token` and every token created with it, however indirectly; the number revoked.
+
+    What a leaked token minted goes with it: otherwise revoking the leak would not end it."""
+    now = timezone.now()
+    ids, frontier = {token.pk}, [token.pk]
+    while frontier:
+        frontier = [pk for pk in ApiToken.objects.filter(created_by__in=frontier).values_list("pk", flat=True) if pk not in ids]
+        ids.update(frontier)
+    revoked = ApiToken.objects.filter(pk__in=ids, revoked_at__isnull=True).update(revoked_at=now, updated_at=now)
+    token.refresh_from_db(fields=["revoked_at", "updated_at"])
+    if revoked:
+        cache_generation_bump()  # a queryset update sends no post_save: drop cached live tokens here
+    return revoked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -12,15 +13,17 @@ from hallmark import eip712
 from hallmark.errors import InvalidSignature
 from registry import chain
 from registry.chain import ChainError, ChainUnavailable
-from registry.services import TransactionFailed, transaction_enqueue, transaction_process
+from registry.services import RelayerBudgetExceeded, TransactionFailed, transaction_enqueue, transaction_process
 
 from ..cards import card_front_matter
-from ..errors import Conflict, InvalidInput, Unavailable
+from ..errors import Conflict, InvalidInput, TooManyRequests, Unavailable
 from ..models import Model, Vendor
 
+logger = logging.getLogger(__name__)
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 MAX_UINT96 = 2**96 - 1
 MAX_UINT64 = 2**64 - 1
+MAX_CATALOG_PARAMETERS = 2**63 - 1  # Model.parameter_count is a (positive) bigint
 
 
 def _chain_unavailable(exc: Exception) -> Unavailable:
@@ -92,6 +95,15 @@ def model_create(
     return model
 
 
+def sponsored_enqueue(*, sponsor: str, **call) -> object:
+    """Queue a relayed call paid for `sponsor` (a vendor's address); past their daily relayer
+    budget, TooManyRequests (429 `relayer_budget_exceeded`) and nothing is queued."""
+    try:
+        return transaction_enqueue(sponsor=sponsor, **call)
+    except RelayerBudgetExceeded as exc:
+        raise TooManyRequests(str(exc), code=exc.code, retry_after=exc.retry_after) from exc
+
+
 def model_submit_signature(*, model: Model, signature: str) -> Model:
     """Check the vendor's `CreateModel` signature and queue its registration on chain."""
     from ..tasks import model_anchor_task
@@ -107,7 +119,8 @@ def model_submit_signature(*, model: Model, signature: str) -> Model:
             eip712.require_signer(model.typed_data, signature, model.vendor.address)
         except InvalidSignature as exc:
             raise InvalidInput(str(exc), code="invalid_signature") from exc
-        tx = transaction_enqueue(
+        tx = sponsored_enqueue(
+            sponsor=model.vendor.address,
             idempotency_key=f"createModelBySig:{model.chain_model_id}",
             function="createModelBySig",
             args={
@@ -132,6 +145,10 @@ def model_submit_signature(*, model: Model, signature: str) -> Model:
 def model_anchor(*, model_id: int) -> Model:
     """Relay the model's registration; retryable errors propagate (ChainUnavailable, pending)."""
     model = Model.objects.select_related("create_transaction").get(pk=model_id)
+    tx = model.create_transaction
+    if model.status == Model.Status.LIVE and tx is not None and tx.status in (tx.Status.QUEUED, tx.Status.SIGNED):
+        transaction_process(transaction_id=tx.pk)  # the indexer saw it first: settle the outbox row too
+        return model
     if model.status != Model.Status.PENDING_CHAIN:
         return model
     try:
@@ -151,23 +168,42 @@ def model_anchor(*, model_id: int) -> Model:
 
 
 def model_catalog_refresh(*, model_id: int) -> None:
-    """Copy the latest live, unrevoked version's facts onto the model, for search."""
+    """Copy the latest live, unrevoked version's facts onto the model, for search. A version
+    adopted from the chain (published outside Hallmark) has no files or facts here: the catalog
+    describes the latest version a buyer can download from us, as `main` does."""
     from ..models import Version
 
     latest = (
-        Version.objects.filter(model_id=model_id, status=Version.Status.LIVE, revoked=False)
+        Version.objects.filter(model_id=model_id, status=Version.Status.LIVE, revoked=False, adopted=False)
         .order_by("-number")
         .first()
     )
     meta = (latest.metadata or {}) if latest else {}
+    if not isinstance(meta, dict):
+        meta = {}
+    # the metadata comes from the vendor's files: a value the catalog columns cannot hold is left
+    # out (and logged), never written, since this runs inside the chain indexer's transaction
     formats = meta.get("formats") or []
+    formats = [f for f in formats if isinstance(f, str) and f] if isinstance(formats, list) else []
+    file_formats = ("," + ",".join(dict.fromkeys(formats)) + ",") if formats else ""
+    parameters = meta.get("parameter_count")
+    if parameters is not None and (isinstance(parameters, bool) or not isinstance(parameters, int) or not 0 <= parameters <= MAX_CATALOG_PARAMETERS):
+        logger.warning("model %s v%s: parameter count %.60r is out of the catalog's range; not listed", model_id, latest.number, parameters)
+        parameters = None
+    if len(file_formats) > 64:
+        logger.warning("model %s v%s: file formats %.80r do not fit the catalog; not listed", model_id, latest.number, file_formats)
+        file_formats = ""
     Model.objects.filter(pk=model_id).update(
         latest_version_number=latest.number if latest else None,
-        architecture=(meta.get("architecture") or "")[:64],
-        quantization=(meta.get("quantization") or "")[:64],
-        file_formats=("," + ",".join(formats) + ",") if formats else "",
-        parameter_count=meta.get("parameter_count"),
+        architecture=_catalog_text(meta.get("architecture")),
+        quantization=_catalog_text(meta.get("quantization")),
+        file_formats=file_formats,
+        parameter_count=parameters,
     )
+
+
+def _catalog_text(value) -> str:
+    return value[:64] if isinstance(value, str) else ""
 
 
 def model_update(*, model: Model, name: str, description: str, card: str) -> Model:

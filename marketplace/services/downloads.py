@@ -16,7 +16,7 @@ from ..models import ApiToken, Artifact, Download, Version, Wallet
 @dataclass(frozen=True)
 class DownloadGrant:
     wallet: str
-    source: str  # "owner", "mirror" or "chain"
+    source: str  # "owner", "mirror", "chain" or "unconfirmed" (a purchase not yet CONFIRMATIONS deep)
 
 
 _grants = LocalCache("licence-grants")
@@ -28,7 +28,9 @@ def download_authorize(*, user, version: Version) -> DownloadGrant:
     Raises NotAuthenticated/Forbidden with code GatedRepo, or Unavailable (503, Retry-After)
     when the chain cannot be asked and no licence is mirrored: the check fails closed.
     A grant is kept in the process until the licence expires, at most HOT_CACHE_SECONDS
-    (registry/caching.py); a refusal is never kept, so a purchase works as soon as it is mined.
+    (registry/caching.py), and at most LICENSE_UNCONFIRMED_GRANT_SECONDS while the purchase is
+    not CONFIRMATIONS deep (a reorg may remove it); a refusal is never kept, so a purchase works
+    as soon as it is mined.
     """
     model = version.model
     if user is None or not user.is_authenticated:
@@ -53,10 +55,7 @@ def _authorize(user, model) -> tuple[DownloadGrant, float | None]:
             f"none of your wallets holds a licence for {model.repo_id}; buy one (purchaseLicense) and retry",
             code="GatedRepo",
         )
-    grant = DownloadGrant(mirrored.licensee or "", mirrored.source)
-    if mirrored.perpetual or mirrored.expires_at is None:
-        return grant, None
-    return grant, (mirrored.expires_at - timezone.now()).total_seconds()
+    return DownloadGrant(mirrored.licensee or "", mirrored.source), mirrored.grant_seconds(timezone.now())
 
 
 def download_record(

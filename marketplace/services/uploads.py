@@ -1,14 +1,22 @@
-"""Resumable uploads (tus 1.0): create, append with optional checksum, complete into an artifact,
-terminate, expire. The offset is committed only after its bytes are on disk, and one writer at a
-time holds the part file's lock, so a crash or a race can never leave a gap or an overlap."""
+"""Every way a file reaches a version: tus 1.0 (resumable: create, append with optional checksum,
+terminate, expire) and a whole file in one request (raw `PUT`, the services' callers). Both pass
+the same admission (path, kind, draft, size limit, quota) and end in the same completion, which
+records the file only while the version is still a draft: under the version's row lock, the
+lock `version_finalize` takes, so a finalize and a completing upload cannot interleave, and an
+upload that finishes after finalize is refused and its bytes removed.
+
+The offset is committed only after its bytes are on disk, and one writer at a time holds the
+part file's lock, so a crash or a race can never leave a gap or an overlap."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fcntl
 import hashlib
 import os
 from datetime import timedelta
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from django.conf import settings
 from django.core.files import File
@@ -22,11 +30,14 @@ from hallmark.manifest import validate_relative_path
 from registry.inspection import InspectionError, file_kind
 
 from ..errors import Conflict, InvalidInput, MarketplaceError, NotFound
-from ..models import Artifact, Upload, Version
+from ..models import Artifact, Upload, Vendor, Version
 from ..storage import is_local
 
 BLOCK = 4 * 1024 * 1024
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
+# marks the upload row of a whole-file PUT: it reserves quota while the body streams, but, not
+# being resumable, it does not hold finalize back (a PUT still running then is refused at its end)
+PUT_MARK = "hallmark_put"
 
 
 class UploadError(MarketplaceError):
@@ -49,28 +60,40 @@ def _bytes_in_use(vendor_user) -> int:
     return stored + pending
 
 
-def upload_create(*, user, version: Version, path: str, length: int, metadata: dict | None = None) -> Upload:
-    """Open an upload of `length` bytes for `path` in a draft version (tus creation)."""
+def _too_large() -> UploadError:
+    return UploadError(f"the file is larger than the limit of {settings.MAX_ARTIFACT_SIZE} bytes", code="file_too_large", status=413)
+
+
+def _over_quota() -> UploadError:
+    return UploadError(
+        f"this upload would pass your storage quota of {settings.VENDOR_STORAGE_QUOTA} bytes; "
+        "delete drafts or ask for a larger quota",
+        code="quota_exceeded",
+        status=413,
+    )
+
+
+def _require_draft(version: Version) -> None:
+    """Refuse (409 invalid_state) unless `version` (read under its row lock) is still a draft."""
+    if version.status != Version.Status.DRAFT:
+        raise Conflict(
+            f"version #{version.pk} is {version.get_status_display()}, no longer a draft: its files cannot change "
+            "after finalize. Open a new version for these files",
+            code="invalid_state",
+        )
+
+
+def _open(*, user, version: Version, path: str, length: int, metadata: dict | None) -> Upload:
+    """Admit an upload of `length` bytes for `path` and reserve its place in the quota."""
     try:
         validate_relative_path(path)
         file_kind(path)
     except (UnsafePath, InspectionError) as exc:
         raise InvalidInput(str(exc), code=exc.code) from exc
-    if version.status != Version.Status.DRAFT:
-        raise Conflict(f"version is {version.get_status_display()}; files can be added to drafts only", code="invalid_state")
     if length < 0:
         raise InvalidInput("Upload-Length must be a non-negative integer", code="invalid_length")
     if length > settings.MAX_ARTIFACT_SIZE:
-        raise UploadError(f"the file is larger than the limit of {settings.MAX_ARTIFACT_SIZE} bytes", code="file_too_large", status=413)
-    if _bytes_in_use(user) + length > settings.VENDOR_STORAGE_QUOTA:
-        raise UploadError(
-            f"this upload would pass your storage quota of {settings.VENDOR_STORAGE_QUOTA} bytes; "
-            "delete drafts or ask for a larger quota",
-            code="quota_exceeded",
-            status=413,
-        )
-    if Artifact.objects.filter(version=version, path=path).exists():
-        raise Conflict(f"{path} was already uploaded to this version", code="duplicate_file")
+        raise _too_large()
     upload = Upload(
         user=user,
         version=version,
@@ -80,15 +103,88 @@ def upload_create(*, user, version: Version, path: str, length: int, metadata: d
         expires_at=timezone.now() + timedelta(seconds=settings.UPLOAD_EXPIRY_SECONDS),
     )
     upload.part_name = f"{upload.id}.part"
-    try:
-        with transaction.atomic():
-            upload.save()
-    except IntegrityError as exc:
-        raise Conflict(f"an upload of {path} to this version is already in progress; resume it", code="duplicate_file") from exc
+    with transaction.atomic():
+        # the vendor's row serialises quota checks of parallel uploads; the version's row is the
+        # lock finalize takes, so no upload opens on a version that finalize has just closed
+        list(Vendor.objects.select_for_update().filter(user=user))
+        locked = Version.objects.select_for_update().get(pk=version.pk)
+        _require_draft(locked)
+        if _bytes_in_use(user) + length > settings.VENDOR_STORAGE_QUOTA:
+            raise _over_quota()
+        if Artifact.objects.filter(version=version, path=path).exists():
+            raise Conflict(f"{path} was already uploaded to this version", code="duplicate_file")
+        try:
+            with transaction.atomic():
+                upload.save()
+        except IntegrityError as exc:
+            raise Conflict(f"an upload of {path} to this version is already in progress; resume it", code="duplicate_file") from exc
     open(_part_path(upload), "wb").close()
+    return upload
+
+
+def upload_create(*, user, version: Version, path: str, length: int, metadata: dict | None = None) -> Upload:
+    """Open an upload of `length` bytes for `path` in a draft version (tus creation)."""
+    metadata = {k: v for k, v in (metadata or {}).items() if k != PUT_MARK}
+    upload = _open(user=user, version=version, path=path, length=length, metadata=metadata)
     if length == 0:
         return _complete(upload)
     return upload
+
+
+def upload_whole(*, user, version: Version, path: str, stream: BinaryIO, length: int | None = None) -> Artifact:
+    """Store one whole file read from `stream` (raw `PUT`): tus's admission and completion, in
+    one request. `length` (the declared Content-Length) is counted against the quota before a
+    byte is read; without it, reading stops as soon as the bytes pass the size limit or the
+    quota. Not resumable: a body cut short, or refused, leaves nothing behind."""
+    if length is None:
+        # no length known (chunked): reserve what is left of the quota, up to the size limit
+        allowance = settings.VENDOR_STORAGE_QUOTA - _bytes_in_use(user)
+        reserve = max(min(settings.MAX_ARTIFACT_SIZE, allowance), 0)
+        over = _too_large if reserve == settings.MAX_ARTIFACT_SIZE else _over_quota
+    else:
+        reserve, over = length, None
+    upload = _open(user=user, version=version, path=path, length=reserve, metadata={"filename": path, PUT_MARK: True})
+    digest = hashlib.sha256()
+    try:
+        with open(_part_path(upload), "r+b") as part:
+            written = _receive(part, stream, limit=reserve, digests=[digest], over=over or (lambda: _cut_short(length, length + 1)))
+            if length is not None and written != length:
+                raise _cut_short(length, written)
+            part.flush()
+            os.fsync(part.fileno())
+        if not Upload.objects.filter(pk=upload.pk).update(length=written, offset=written, updated_at=timezone.now()):
+            raise NotFound("this upload expired while its body arrived; send the file again", code="upload_not_found")
+        upload.refresh_from_db()
+    except BaseException:
+        _discard(upload)
+        raise
+    artifact = _complete(upload, sha256=digest.hexdigest()).artifact
+    upload.delete()  # only a reservation: nothing can address a PUT's upload once it is done
+    return artifact
+
+
+def _cut_short(expected: int, received: int) -> InvalidInput:
+    got = f"more than {expected}" if received > expected else str(received)
+    return InvalidInput(
+        f"received {got} bytes, but Content-Length said {expected}: the upload was cut short or its length is "
+        "wrong; send the whole file again",
+        code="incomplete_upload",
+    )
+
+
+def _receive(part, stream: BinaryIO, *, limit: int, digests: list, over: Callable[[], MarketplaceError]) -> int:
+    """Copy `stream` into `part` at its position, at most `limit` bytes (one more raises `over()`)."""
+    written = 0
+    while True:
+        block = stream.read(min(BLOCK, limit - written + 1))
+        if not block:
+            return written
+        written += len(block)
+        if written > limit:
+            raise over()
+        for digest in digests:
+            digest.update(block)
+        part.write(block)
 
 
 def upload_get(*, user, upload_id) -> Upload:
@@ -103,7 +199,9 @@ def upload_get(*, user, upload_id) -> Upload:
 def upload_append(
     *, upload: Upload, offset: int, stream: BinaryIO, content_length: int | None, checksum: str | None = None
 ) -> Upload:
-    """Append the request body at `offset` (tus PATCH). Returns the upload with its new offset."""
+    """Append the request body at `offset` (tus PATCH). Returns the upload with its new offset.
+
+    `content_length` None (a chunked body) reads to the end of the stream, never past Upload-Length."""
     if upload.completed_at is not None:
         raise Conflict("this upload is complete", code="upload_complete")
     algorithm = expected = None
@@ -112,9 +210,6 @@ def upload_append(
         algorithm = CHECKSUM_ALGORITHMS.get(name.lower())
         if algorithm is None:
             raise InvalidInput(f"unsupported checksum algorithm {name!r}; use sha256 or sha1", code="checksum_algorithm")
-        import base64
-        import binascii
-
         try:
             expected = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -128,25 +223,22 @@ def upload_append(
             fcntl.flock(part.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise Conflict("another request is writing to this upload; retry", code="upload_locked") from exc
-        current = Upload.objects.get(pk=upload.pk)
+        current = Upload.objects.select_related("version").get(pk=upload.pk)
+        if current.version.status != Version.Status.DRAFT:
+            # refused before a byte is taken; the completion re-checks under the version's lock
+            _discard(current)
+            _require_draft(current.version)
         if offset != current.offset:
             raise Conflict(f"Upload-Offset {offset} does not match the server's {current.offset}", code="offset_mismatch")
         part.seek(offset)
         part.truncate(offset)  # drop bytes of a chunk that was cut short before
         digest = algorithm() if algorithm else None
         written = 0
-        remaining = upload.length - offset
         try:
-            while True:
-                block = stream.read(min(BLOCK, remaining - written + 1))
-                if not block:
-                    break
-                written += len(block)
-                if written > remaining:
-                    raise UploadError("the chunk runs past Upload-Length", code="chunk_too_large", status=413)
-                if digest:
-                    digest.update(block)
-                part.write(block)
+            written = _receive(
+                part, stream, limit=upload.length - offset, digests=[digest] if digest else [],
+                over=lambda: UploadError("the chunk runs past Upload-Length", code="chunk_too_large", status=413),
+            )
         except MarketplaceError:
             part.truncate(offset)
             raise
@@ -155,25 +247,30 @@ def upload_append(
             if digest:
                 part.truncate(offset)
                 raise
+            part.flush()
+            written = part.tell() - offset
         if digest and digest.digest() != expected:
             part.truncate(offset)
             raise UploadError("the chunk does not match its Upload-Checksum; send it again", code="checksum_mismatch", status=460)
         part.flush()
         os.fsync(part.fileno())
         new_offset = offset + written
-        Upload.objects.filter(pk=upload.pk, offset=offset).update(
+        stored = Upload.objects.filter(pk=upload.pk, offset=offset).update(
             offset=new_offset,
             expires_at=timezone.now() + timedelta(seconds=settings.UPLOAD_EXPIRY_SECONDS),
             updated_at=timezone.now(),
         )
+        if not stored and not Upload.objects.filter(pk=upload.pk).exists():
+            raise NotFound("this upload was cancelled or expired while the chunk arrived; start it again", code="upload_not_found")
     upload.refresh_from_db()
     if upload.offset == upload.length:
         return _complete(upload)
     return upload
 
 
-def _complete(upload: Upload) -> Upload:
-    """Move the finished part into artifact storage and record the artifact."""
+def _complete(upload: Upload, *, sha256: str = "") -> Upload:
+    """Move the finished part into artifact storage and record the artifact, if the version is
+    still a draft; otherwise (finalized meanwhile) the bytes go and the upload is refused."""
     source = _part_path(upload)
     name = f"artifacts/{upload.version_id}/{upload.path}"
     stored = None
@@ -189,25 +286,38 @@ def _complete(upload: Upload) -> Upload:
                 stored = default_storage.save(name, File(fh))
             os.unlink(source)
         with transaction.atomic():
-            artifact = Artifact.objects.create(version=upload.version, path=upload.path, storage_name=stored, size=upload.length)
+            # the lock version_finalize takes: the file is recorded before finalize reads the
+            # version's files, or refused after it; never attached to a finalized version
+            _require_draft(Version.objects.select_for_update().get(pk=upload.version_id))
+            artifact = Artifact.objects.create(
+                version_id=upload.version_id, path=upload.path, storage_name=stored, size=upload.length, sha256=sha256
+            )
             Upload.objects.filter(pk=upload.pk).update(completed_at=timezone.now(), artifact=artifact)
-    except IntegrityError as exc:
+    except (Conflict, IntegrityError) as exc:
         if stored:
             default_storage.delete(stored)
-        raise Conflict(f"{upload.path} was already uploaded to this version", code="duplicate_file") from exc
+        _discard(upload)
+        if isinstance(exc, IntegrityError):
+            raise Conflict(f"{upload.path} was already uploaded to this version", code="duplicate_file") from exc
+        raise
     upload.refresh_from_db()
     return upload
+
+
+def _discard(upload: Upload) -> None:
+    """Remove an unfinished upload: its part file and its row."""
+    try:
+        os.unlink(_part_path(upload))
+    except FileNotFoundError:
+        pass
+    Upload.objects.filter(pk=upload.pk, completed_at__isnull=True).delete()
 
 
 def upload_terminate(*, upload: Upload) -> None:
     """Cancel an upload (tus termination): its bytes and its row go."""
     if upload.completed_at is not None:
         raise Conflict("this upload is complete; the file belongs to the version now", code="upload_complete")
-    try:
-        os.unlink(_part_path(upload))
-    except FileNotFoundError:
-        pass
-    upload.delete()
+    _discard(upload)
 
 
 def uploads_expire(*, now=None) -> int:
@@ -215,9 +325,5 @@ def uploads_expire(*, now=None) -> int:
     now = now or timezone.now()
     expired = list(Upload.objects.filter(completed_at__isnull=True, expires_at__lte=now))
     for upload in expired:
-        try:
-            os.unlink(_part_path(upload))
-        except FileNotFoundError:
-            pass
-        upload.delete()
+        _discard(upload)
     return len(expired)

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from contextlib import ExitStack
 from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
+from django.utils import timezone
 
 from hallmark import eip712
 from hallmark.errors import InvalidSignature, UnsafePath
@@ -23,20 +21,20 @@ from hallmark.manifest import (
     build_statement,
     metadata_digest,
     root_digest,
-    sha256_files,
     validate_relative_path,
 )
 from registry import chain
 from registry.caching import cache_generation_bump
-from registry.inspection import InspectionError, file_kind, inspect_file
-from registry.services import TransactionFailed, transaction_enqueue, transaction_events, transaction_process
+from registry.inspection import MAX_PARAMETERS, InspectionError, file_kind
+from registry.models import ChainTransaction
+from registry.sandbox import FileResult, InspectionAborted, Limits, files_hash_and_inspect
+from registry.services import TransactionFailed, transaction_events, transaction_process
 
-from ..errors import Conflict, InvalidInput
+from ..errors import Conflict, InvalidInput, Unavailable
 from ..models import Artifact, Model, Version
 from ..storage import local_copy
-from .catalog import model_catalog_refresh
-
-COPY_BLOCK = 4 * 1024 * 1024
+from .catalog import model_catalog_refresh, sponsored_enqueue
+from .uploads import PUT_MARK, upload_whole
 
 
 def version_create(*, model: Model, declared_files: dict[str, str] | None = None) -> Version:
@@ -62,62 +60,11 @@ def version_create(*, model: Model, declared_files: dict[str, str] | None = None
 
 
 def artifact_upload(*, version: Version, path: str, stream: BinaryIO, length: int | None = None) -> Artifact:
-    """Store one file of a draft version, streamed in blocks; refuses unsafe names and kinds.
-
-    The bytes land in storage before the row is written; if the row cannot be written the stored
-    file is removed, so nothing is left half-written.
-    """
-    try:
-        validate_relative_path(path)
-        file_kind(path)
-    except UnsafePath as exc:
-        raise InvalidInput(str(exc), code=exc.code) from exc
-    except InspectionError as exc:
-        raise InvalidInput(str(exc), code=exc.code) from exc
-    if version.status != Version.Status.DRAFT:
-        raise Conflict(f"version is {version.get_status_display()}; files can be added to drafts only", code="invalid_state")
-    if length is not None and length > settings.MAX_ARTIFACT_SIZE:
-        raise InvalidInput(f"the file is larger than the limit of {settings.MAX_ARTIFACT_SIZE} bytes", code="file_too_large")
-    if Artifact.objects.filter(version=version, path=path).exists():
-        raise Conflict(f"{path} was already uploaded to this version", code="duplicate_file")
-
-    tmp_dir = os.path.join(settings.MEDIA_ROOT, "tmp")
-    os.makedirs(tmp_dir, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    with tempfile.NamedTemporaryFile(dir=tmp_dir, delete=False) as tmp:
-        try:
-            while True:
-                block = stream.read(COPY_BLOCK)
-                if not block:
-                    break
-                size += len(block)
-                if size > settings.MAX_ARTIFACT_SIZE:
-                    raise InvalidInput("the file is larger than the limit", code="file_too_large")
-                digest.update(block)
-                tmp.write(block)
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    if length is not None and size != length:
-        os.unlink(tmp.name)
-        raise InvalidInput(f"received {size} bytes, expected {length}: the upload was cut short", code="incomplete_upload")
-    stored_name = None
-    try:
-        with open(tmp.name, "rb") as fh:
-            stored_name = default_storage.save(f"artifacts/{version.pk}/{path}", File(fh))
-        with transaction.atomic():
-            artifact = Artifact.objects.create(
-                version=version, path=path, storage_name=stored_name, size=size, sha256=digest.hexdigest()
-            )
-    except BaseException:
-        if stored_name:
-            default_storage.delete(stored_name)
-        raise
-    finally:
-        os.unlink(tmp.name)
-    return artifact
+    """Store one whole file of a draft version from `stream` (raw `PUT`, the CLI's and seeding's
+    callers): the same path checks, size limit, quota and completion as a tus upload
+    (services/uploads.py). A file that finishes after the version was finalized is refused
+    (`invalid_state`) and its bytes removed."""
+    return upload_whole(user=version.model.vendor.user, version=version, path=path, stream=stream, length=length)
 
 
 def version_finalize(*, version: Version) -> Version:
@@ -125,10 +72,14 @@ def version_finalize(*, version: Version) -> Version:
     from ..tasks import version_hash_task
 
     with transaction.atomic():
+        # the lock an upload's completion takes (services/uploads.py): every file recorded before
+        # this point is in the version, every one finishing after it is refused
         version = Version.objects.select_for_update().get(pk=version.pk)
         if version.status != Version.Status.DRAFT:
             raise Conflict(f"version is {version.get_status_display()}, not a draft", code="invalid_state")
-        if version.uploads.filter(completed_at__isnull=True).exists():
+        # a resumable (tus) upload holds finalize back; a whole-file PUT still streaming does not
+        # (nothing can resume it): it is refused when it ends
+        if version.uploads.filter(completed_at__isnull=True).exclude(metadata__has_key=PUT_MARK).exists():
             raise Conflict("some uploads are not finished; resume or cancel them first", code="uploads_in_progress")
         if not version.artifacts.exists():
             raise InvalidInput("upload at least one file before finishing the version", code="no_files")
@@ -149,20 +100,42 @@ def version_finalize(*, version: Version) -> Version:
 
 def version_hash_and_inspect(*, version_id: int) -> Version:
     """Hash every stored file (streaming), inspect it, build manifest, metadata and the message
-    to sign. A bad file rejects the version with that file's error; the worker never crashes."""
+    to sign. A bad file rejects the version with that file's error; the worker never crashes.
+
+    The files are untrusted: hashing and inspection run in a child process under hard limits
+    (registry/sandbox.py), so a file that makes the parser blow up costs its own version
+    (`malformed_file`), never the worker. Each run is counted before it starts
+    (`hash_attempts`); a run that never ends (its worker killed) leaves its count behind, and
+    past `INSPECTION_MAX_ATTEMPTS` the version is rejected (`inspection_failed`), not retried.
+    """
+    started = Version.objects.filter(pk=version_id, status=Version.Status.HASHING).update(
+        hash_attempts=F("hash_attempts") + 1, updated_at=timezone.now()
+    )
     version = Version.objects.select_related("model__vendor").get(pk=version_id)
-    if version.status != Version.Status.HASHING:
+    if not started:
         return version
+    if version.hash_attempts > settings.INSPECTION_MAX_ATTEMPTS:
+        return version_inspection_abandon(version_id=version.pk)
     files: list[FileDigest] = []
     facts: dict[str, dict] = {}
     artifacts = list(version.artifacts.order_by("path"))
     try:
         with ExitStack() as stack:
-            # a local path per file (remote storage: a streamed temporary copy), then several
-            # large files hash in parallel, one thread each, in constant memory
+            # a local path per file (remote storage: a streamed temporary copy); the child hashes
+            # several large files in parallel, one thread each, in constant memory
             paths = [stack.enter_context(local_copy(a.storage_name)) for a in artifacts]
-            digests = sha256_files(paths)
-            for artifact, path, (sha, size) in zip(artifacts, paths, digests):
+            limits = inspection_limits(total_bytes=sum(os.path.getsize(p) for p in paths))
+            try:
+                results = {r.name: r for r in files_hash_and_inspect(list(zip(paths, [a.path for a in artifacts])), limits=limits)}
+                died = None
+            except InspectionAborted as exc:  # the child died: what it hashed before still counts
+                results = {name: FileResult(name, sha, size) for name, (sha, size) in exc.hashed.items()}
+                died = exc
+            for artifact in artifacts:
+                result = results.get(artifact.path)
+                if result is None:
+                    raise died or InspectionError(artifact.path, "the inspector returned nothing for it")
+                sha, size = result.sha256, result.size
                 if artifact.sha256 and artifact.sha256 != sha:
                     raise InspectionError(artifact.path, "stored bytes differ from the bytes received", code="storage_corrupted")
                 declared = (version.declared_files or {}).get(artifact.path)
@@ -172,19 +145,20 @@ def version_hash_and_inspect(*, version_id: int) -> Version:
                         f"its sha256 is {sha}, but {declared} was declared: the file changed on the way; upload it again",
                         code="declared_digest_mismatch",
                     )
-                facts[artifact.path] = inspect_file(path, artifact.path)
+                if result.error is not None:
+                    raise result.error
+                if result.facts is None:
+                    raise died or InspectionError(artifact.path, "the inspector returned nothing for it")
+                facts[artifact.path] = result.facts
                 Artifact.objects.filter(pk=artifact.pk).update(
                     sha256=sha, size=size, file_format=facts[artifact.path]["format"], inspection=facts[artifact.path]
                 )
                 files.append(FileDigest(artifact.path, sha, size))
+        model = version.model
+        metadata = _version_metadata(model, files, facts)
     except InspectionError as exc:
-        Version.objects.filter(pk=version.pk).update(
-            status=Version.Status.REJECTED, error_code=exc.code, error_message=str(exc)
-        )
-        return Version.objects.get(pk=version.pk)
+        return _version_reject(version.pk, code=exc.code, message=str(exc))
 
-    model = version.model
-    metadata = _version_metadata(model, files, facts)
     manifest = build_statement(model.repo_id, files)
     with transaction.atomic():
         locked = Version.objects.select_for_update().get(pk=version.pk)
@@ -200,51 +174,102 @@ def version_hash_and_inspect(*, version_id: int) -> Version:
     return locked
 
 
+def inspection_limits(*, total_bytes: int) -> Limits:
+    """The child's limits for a version of `total_bytes`: the settings, CPU and wall time scaled
+    with the bytes (hashing a large file legitimately takes time)."""
+    return Limits.for_bytes(
+        total_bytes,
+        memory_bytes=settings.INSPECTION_MEMORY_LIMIT,
+        cpu_seconds=settings.INSPECTION_CPU_SECONDS,
+        wall_seconds=settings.INSPECTION_WALL_SECONDS,
+    )
+
+
+def version_inspection_abandon(*, version_id: int) -> Version:
+    """Reject a version whose hashing runs all died (`inspection_failed`): no further attempt."""
+    version = Version.objects.get(pk=version_id)
+    return _version_reject(
+        version_id,
+        code="inspection_failed",
+        message=(
+            f"hashing and inspecting this version's files was started {version.hash_attempts} times and never "
+            f"finished (at most {settings.INSPECTION_MAX_ATTEMPTS} are tried): each time the process running it "
+            "was lost. Check the files (a damaged or hostile model file can do this) and upload them in a new version"
+        ),
+    )
+
+
+def _version_reject(version_id: int, *, code: str, message: str) -> Version:
+    Version.objects.filter(pk=version_id, status=Version.Status.HASHING).update(
+        status=Version.Status.REJECTED, error_code=code, error_message=message, updated_at=timezone.now()
+    )
+    return Version.objects.get(pk=version_id)
+
+
 def version_submit_signature(*, version: Version, signature: str) -> Version:
     """Check the vendor's `PublishVersion` signature, allocate the version number and queue the
-    relayed `publishVersionBySig`. A wrong or stale signature changes nothing."""
+    relayed `publishVersionBySig`. A wrong signature changes nothing; a stale one (the contract
+    expects another number now, or the deadline passed) gets a fresh message to sign.
+
+    The number is the contract's `latestVersion + 1` at the latest block (past our own versions
+    still on their way), so a version published elsewhere (the vendor's own wallet) moves it on.
+    With the chain unreachable a signature for the database's next number is still queued (the
+    outbox relays it when the chain is back; a number taken meanwhile ends it `chain_mismatch`),
+    but a fresh message cannot be built: Unavailable (503 `chain_unavailable`), nothing saved.
+    Past the vendor's daily relayer budget: TooManyRequests (429 `relayer_budget_exceeded`)."""
     from ..tasks import version_anchor_task
 
+    stale = False
     with transaction.atomic():
         model = Model.objects.select_for_update().select_related("vendor").get(pk=version.model_id)
         version = Version.objects.select_for_update().get(pk=version.pk)
         if version.status != Version.Status.AWAITING_SIGNATURE:
             raise Conflict(f"version is {version.get_status_display()}, not waiting for a signature", code="invalid_state")
         message = version.typed_data["message"]
-        expected = _next_number(model)
-        if int(message["version"]) != expected or int(message["deadline"]) < time.time():
-            refreshed = _publish_typed_data(version)
-            Version.objects.filter(pk=version.pk).update(typed_data=refreshed)
-            raise Conflict(
-                "the message to sign is out of date (another version was published, or it expired); "
-                "sign the new message",
-                code="stale_signature_request",
-            )
         try:
-            signer = eip712.require_signer(version.typed_data, signature, model.vendor.address)
-        except InvalidSignature as exc:
-            raise InvalidInput(str(exc), code="invalid_signature") from exc
-        tx = transaction_enqueue(
-            idempotency_key=f"publishVersionBySig:{model.chain_model_id}:{expected}:{hashlib.sha256(signature.encode()).hexdigest()[:16]}",
-            function="publishVersionBySig",
-            args={
-                "modelId": model.chain_model_id,
-                "version": expected,
-                "rootDigest": message["rootDigest"],
-                "metadataDigest": message["metadataDigest"],
-                "deadline": int(message["deadline"]),
-                "signature": signature,
-            },
+            expected, unreachable = _next_number(model), None
+        except Unavailable as exc:
+            expected, unreachable = _next_number(model, chain_required=False), exc
+        if int(message["version"]) != expected or int(message["deadline"]) < time.time():
+            if unreachable is not None:
+                raise unreachable
+            # kept (this block commits, the error is raised after it): the vendor fetches the
+            # fresh message and signs that
+            Version.objects.filter(pk=version.pk).update(typed_data=_publish_typed_data(version, number=expected))
+            stale = True
+        else:
+            try:
+                signer = eip712.require_signer(version.typed_data, signature, model.vendor.address)
+            except InvalidSignature as exc:
+                raise InvalidInput(str(exc), code="invalid_signature") from exc
+            tx = sponsored_enqueue(
+                sponsor=model.vendor.address,
+                idempotency_key=f"publishVersionBySig:{model.chain_model_id}:{expected}:{hashlib.sha256(signature.encode()).hexdigest()[:16]}",
+                function="publishVersionBySig",
+                args={
+                    "modelId": model.chain_model_id,
+                    "version": expected,
+                    "rootDigest": message["rootDigest"],
+                    "metadataDigest": message["metadataDigest"],
+                    "deadline": int(message["deadline"]),
+                    "signature": signature,
+                },
+            )
+            version.number = expected
+            version.signature = signature
+            version.signer = signer
+            version.publish_transaction = tx
+            version.status = Version.Status.PENDING_CHAIN
+            version.error_code = ""
+            version.error_message = ""
+            version.save()
+            transaction.on_commit(lambda: version_anchor_task.delay(version.pk))
+    if stale:
+        raise Conflict(
+            f"the message to sign is out of date (the registry now expects version {expected}, or it expired); "
+            "fetch the new message (typed_data) and sign it",
+            code="stale_signature_request",
         )
-        version.number = expected
-        version.signature = signature
-        version.signer = signer
-        version.publish_transaction = tx
-        version.status = Version.Status.PENDING_CHAIN
-        version.error_code = ""
-        version.error_message = ""
-        version.save()
-        transaction.on_commit(lambda: version_anchor_task.delay(version.pk))
     return version
 
 
@@ -254,14 +279,24 @@ def version_anchor(*, version_id: int) -> Version:
     ChainUnavailable / TransactionPending propagate so the task retries later; the version
     stays `pending_chain` meanwhile. A final failure frees the number and records the error.
     """
-    version = Version.objects.get(pk=version_id)
+    version = Version.objects.select_related("publish_transaction").get(pk=version_id)
+    if version.status == Version.Status.LIVE and _unsettled(version.publish_transaction):
+        # the indexer saw the publication first: settle the outbox row too (receipt, gas), so the
+        # relayer's queue never keeps a row of a version that is live
+        transaction_process(transaction_id=version.publish_transaction_id)
+        return version
     if version.status != Version.Status.PENDING_CHAIN:
         return version
     try:
         tx = transaction_process(transaction_id=version.publish_transaction_id)
     except TransactionFailed as exc:
+        code, message = exc.error_code, str(exc)
+        if exc.error_code == "UnexpectedVersion":  # the number may have been taken elsewhere
+            elsewhere = _published_elsewhere(version)
+            if elsewhere:
+                code, message = "chain_mismatch", elsewhere
         Version.objects.filter(pk=version.pk, status=Version.Status.PENDING_CHAIN).update(
-            status=Version.Status.FAILED, number=None, error_code=exc.error_code, error_message=str(exc)
+            status=Version.Status.FAILED, number=None, error_code=code, error_message=message
         )
         return Version.objects.get(pk=version.pk)
     published = [e for e in transaction_events(tx) if e["event"] == "VersionPublished"]
@@ -270,6 +305,7 @@ def version_anchor(*, version_id: int) -> Version:
         if int(args["version"]) != version.number or bytes(args["rootDigest"]).hex() != version.root_digest:
             Version.objects.filter(pk=version.pk).update(
                 status=Version.Status.FAILED,
+                number=None,  # the chain's version of that number is adopted by the indexer
                 error_code="chain_mismatch",
                 error_message="the chain recorded a different version or digest than this one",
             )
@@ -282,21 +318,72 @@ def version_anchor(*, version_id: int) -> Version:
     return Version.objects.get(pk=version.pk)
 
 
-def _next_number(model: Model) -> int:
+def _unsettled(tx: ChainTransaction | None) -> bool:
+    return tx is not None and tx.status not in (ChainTransaction.Status.CONFIRMED, ChainTransaction.Status.FAILED)
+
+
+def published_elsewhere_message(repo_id: str, number: int, chain_digest: str) -> str:
+    """What a vendor reads when their pending version lost its number to a publication made
+    outside Hallmark (their own wallet, another tool)."""
+    return (
+        f"v{number} of {repo_id} was published on chain outside Hallmark (root digest {chain_digest}), so this "
+        f"version was not published as v{number}; sign it again as a new version: it gets the next number"
+    )
+
+
+def _published_elsewhere(version: Version) -> str:
+    """The chain_mismatch message when the chain holds another digest under this version's
+    number; empty when it does not (or the chain cannot be read now)."""
+    if not version.number:
+        return ""
+    model = version.model
+    try:
+        with chain.chain_errors():
+            digest = bytes(
+                chain.registry_contract().functions.versionDigest(bytes.fromhex(model.chain_model_id[2:]), version.number).call()
+            )
+    except chain.ChainError:
+        return ""
+    if digest == bytes(32) or digest.hex() == version.root_digest:
+        return ""
+    return published_elsewhere_message(model.repo_id, version.number, "0x" + digest.hex())
+
+
+def _next_number(model: Model, *, chain_required: bool = True) -> int:
+    """The version number the registry accepts next: `latestVersion(modelId) + 1` read at the
+    latest block, or past our own versions still on their way to the chain.
+
+    The chain decides, not the database: a version published elsewhere (the vendor's own
+    wallet) moves it on. The chain unreachable: Unavailable (503 `chain_unavailable`), or with
+    `chain_required=False` the database's best guess (signing re-checks it on chain)."""
     taken = model.versions.filter(
         status__in=[Version.Status.PENDING_CHAIN, Version.Status.LIVE], number__isnull=False
-    ).aggregate(m=Max("number"))["m"]
-    return (taken or 0) + 1
+    ).aggregate(m=Max("number"))["m"] or 0
+    try:
+        with chain.chain_errors():
+            latest = chain.registry_contract().functions.latestVersion(bytes.fromhex(model.chain_model_id[2:])).call(
+                block_identifier="latest"
+            )
+    except chain.ChainUnavailable as exc:
+        if not chain_required:
+            return taken + 1
+        raise Unavailable(
+            f"the chain cannot be reached to read the next version number ({exc}); nothing was saved, try again shortly"
+        ) from exc
+    return max(int(latest), taken) + 1
 
 
-def _publish_typed_data(version: Version) -> dict:
+def _publish_typed_data(version: Version, *, number: int | None = None) -> dict:
+    """The `PublishVersion` message for the vendor to sign, for version `number` (default: the
+    next one; built in the hashing worker, a chain down then leaves the database's guess, which
+    version_submit_signature corrects)."""
     model = version.model
     contract_address = chain.registry_address()
     return eip712.typed_data_publish_version(
         chain_id=settings.CHAIN_ID,
         contract=contract_address,
         model_id=model.chain_model_id,
-        version=_next_number(model),
+        version=number if number is not None else _next_number(model, chain_required=False),
         root_digest="0x" + version.root_digest,
         metadata_digest="0x" + version.metadata_digest,
         deadline=int(time.time()) + settings.SIGNATURE_TTL_SECONDS,
@@ -310,12 +397,18 @@ def _version_metadata(model: Model, files: list[FileDigest], facts: dict[str, di
     def first(key: str):
         return next((w.get(key) for w in weights if w.get(key) is not None), None)
 
+    parameters = sum(int(w.get("parameter_count") or 0) for w in weights)
+    if parameters > MAX_PARAMETERS:  # each file is checked; together they may not pass the bound either
+        raise InspectionError(
+            ", ".join(f.name for f in files if facts[f.name]["format"] != "sidecar"),
+            f"together these files claim {parameters} parameters; at most {MAX_PARAMETERS:.0e} are accepted",
+        )
     return {
         "files": [{"path": f.name, "size": f.size, "sha256": f.sha256} for f in files],
         "formats": sorted({w["format"] for w in weights}),
         "architecture": first("architecture"),
         "quantization": first("quantization"),
-        "parameter_count": sum(int(w.get("parameter_count") or 0) for w in weights) or None,
+        "parameter_count": parameters or None,
         "context_length": first("context_length"),
         "license": {
             "price_wei": str(model.price_wei),

@@ -7,6 +7,8 @@ import pytest
 import requests
 from eth_account import Account
 
+from marketplace.models import ApiToken, SiweNonce
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -48,3 +50,12 @@ def test_login_without_a_key_or_endpoint_is_a_usage_error(cli, chain):
     assert cli.run("login", "--endpoint", "http://127.0.0.1:9").code == 2
     no_endpoint = cli.run("login", key=chain.keys[4])
     assert no_endpoint.code == 2 and "--endpoint" in no_endpoint.err
+
+
+def test_login_refuses_a_sign_in_message_for_another_domain_and_signs_nothing(chain, marketplace_cli, settings):
+    settings.SIWE_DOMAIN = "evil.example"  # what a relay for another site would ask for
+    result = marketplace_cli.run("login", key=chain.keys[4])
+    assert result.code == 9, result.text
+    assert "refusing to sign" in result.err and "'evil.example'" in result.err and "Nothing was signed" in result.err
+    assert not (marketplace_cli.config / "credentials.json").exists()
+    assert not SiweNonce.objects.filter(used_at__isnull=False).exists() and not ApiToken.objects.exists()

@@ -88,3 +88,28 @@ def test_a_wallet_linked_elsewhere_cannot_be_taken():
     other.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     response, _ = sign_in(other)
     assert response.status_code == 409 and response.json()["code"] == "wallet_taken"
+
+
+def test_a_username_equal_to_the_wallet_address_does_not_break_its_first_sign_in(django_user_model):
+    squatter = django_user_model.objects.create_user(ADDRESS.lower(), password="portal-user")
+    response, _ = sign_in(APIClient())
+    assert response.status_code == 201, response.json()
+    wallet = Wallet.objects.get(address=ADDRESS)
+    assert wallet.user != squatter and wallet.user.username.startswith(ADDRESS.lower())
+    assert not Wallet.objects.filter(user=squatter).exists()
+
+
+def test_a_never_expiring_or_too_long_sign_in_token_is_refused_before_the_nonce_is_spent(settings):
+    settings.API_TOKEN_MAX_TTL_DAYS = 365
+    client = APIClient()
+    for days in (0, 366):
+        nonce = client.post("/api/v1/auth/nonce").json()["nonce"]
+        text = siwe_message(domain="testserver", address=ADDRESS, uri="http://testserver/", chain_id=31337, nonce=nonce)
+        body = {"message": text, "signature": sign_message(text, KEY), "token_expires_in_days": days}
+        refused = client.post("/api/v1/auth/siwe", body, format="json")
+        assert refused.status_code == 400 and refused.json()["code"] == "token_ttl_too_long"
+        assert not Wallet.objects.exists() and not ApiToken.objects.exists()
+        body["token_expires_in_days"] = 365  # the same signed message, nonce unspent
+        assert client.post("/api/v1/auth/siwe", body, format="json").status_code == 201
+        Wallet.objects.all().delete()
+        ApiToken.objects.all().delete()

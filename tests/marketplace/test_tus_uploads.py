@@ -163,3 +163,90 @@ def test_unknown_token_is_refused(live_server, draft):
     with pytest.raises(TusCommunicationError):
         client = tus.TusClient(creation_url(live_server, draft), headers={"Authorization": "Bearer nope"})
         client.uploader(file_stream=__import__("io").BytesIO(b"x"), metadata={"filename": "a.gguf"}).upload()
+
+
+def tus_headers(vendor=None, **more):
+    headers = {"Tus-Resumable": "1.0.0", **more}
+    if vendor is not None:
+        headers["Authorization"] = f"Bearer {vendor.token}"
+    return headers
+
+
+def metadata(name):
+    return f"filename {base64.b64encode(name.encode()).decode()}"
+
+
+def test_creation_with_upload_takes_the_post_body_as_the_first_chunk(vendor, draft):
+    from django.test import Client
+
+    client, path = Client(), f"/api/v1/vendor/models/{draft.model.slug}/versions/{draft.pk}/uploads"
+    created = client.post(path, data=b"0123456789", content_type="application/offset+octet-stream",
+                          headers=tus_headers(vendor, **{"Upload-Length": "16", "Upload-Metadata": metadata("a.gguf")}))
+    assert created.status_code == 201 and created["Upload-Offset"] == "10"
+    rest = client.patch(created["Location"].removeprefix("http://testserver"), data=b"abcdef", content_type="application/offset+octet-stream",
+                        headers=tus_headers(vendor, **{"Upload-Offset": "10"}))
+    assert rest.status_code == 204 and rest["Upload-Offset"] == "16"
+    whole = client.post(path, data=b"whole file", content_type="application/offset+octet-stream",
+                        headers=tus_headers(vendor, **{"Upload-Length": "10", "Upload-Metadata": metadata("b.gguf")}))
+    assert whole.status_code == 201 and whole["Upload-Offset"] == "10"
+    from django.core.files.storage import default_storage
+
+    stored = {a.path: default_storage.open(a.storage_name).read() for a in Artifact.objects.filter(version=draft)}
+    assert stored == {"a.gguf": b"0123456789abcdef", "b.gguf": b"whole file"}
+
+
+def test_method_override_is_ignored_for_a_session_and_honoured_for_a_bearer_token(vendor, draft):
+    from django.test import Client
+
+    session = Client()
+    session.force_login(vendor.user)
+    created = session.post(f"/api/v1/vendor/models/{draft.model.slug}/versions/{draft.pk}/uploads",
+                           headers=tus_headers(**{"Upload-Length": "10", "Upload-Metadata": metadata("a.gguf")}))
+    assert created.status_code == 201
+    url = created["Location"].removeprefix("http://testserver")
+    # a form POST riding the session cookie stays a POST: it cannot become a DELETE (or a PATCH)
+    forged = session.post(url, headers=tus_headers(**{"X-HTTP-Method-Override": "DELETE"}))
+    assert forged.status_code == 405 and Upload.objects.filter(version=draft).exists()
+    bearer = Client().post(url, headers=tus_headers(vendor, **{"X-HTTP-Method-Override": "DELETE"}))
+    assert bearer.status_code == 204 and not Upload.objects.filter(version=draft).exists()
+
+
+def test_chunked_patch_and_chunked_put_behind_gunicorn(vendor, draft, settings):
+    """No Content-Length (Transfer-Encoding: chunked): gunicorn decodes the body, the view reads it to its end."""
+    from tests.conftest import free_port
+    from tests.e2e.test_upload_restart import kill, start_server
+
+    data = os.urandom(300_000)
+    port = free_port()
+    server = start_server(port, settings.MEDIA_ROOT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        created = requests.post(f"{base}/api/v1/vendor/models/{draft.model.slug}/versions/{draft.pk}/uploads",
+                                headers=tus_headers(vendor, **{"Upload-Length": str(len(data)), "Upload-Metadata": metadata("c.gguf")}))
+        assert created.status_code == 201
+        chunks = (data[i : i + 65536] for i in range(0, len(data), 65536))  # a generator: requests sends it chunked
+        patched = requests.patch(created.headers["Location"], data=chunks,
+                                 headers=tus_headers(vendor, **{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}))
+        assert patched.status_code == 204 and patched.headers["Upload-Offset"] == str(len(data))
+        put = requests.put(f"{base}/api/v1/vendor/models/{draft.model.slug}/versions/{draft.pk}/files/p.gguf",
+                           data=(data[i : i + 65536] for i in range(0, len(data), 65536)), headers={"Authorization": f"Bearer {vendor.token}"})
+        assert put.status_code == 201, put.text
+    finally:
+        kill(server)
+    sha = hashlib.sha256(data).hexdigest()
+    from django.core.files.storage import default_storage
+
+    for name in ("c.gguf", "p.gguf"):
+        artifact = Artifact.objects.get(version=draft, path=name)
+        with default_storage.open(artifact.storage_name, "rb") as fh:
+            assert artifact.size == len(data) and hashlib.sha256(fh.read()).hexdigest() == sha
+
+
+def test_a_chunked_body_a_server_cannot_decode_is_411_not_an_empty_file(vendor, draft):
+    from django.test import Client
+
+    # Django's own development server hands the chunks over undecoded and without a length
+    response = Client().put(f"/api/v1/vendor/models/{draft.model.slug}/versions/{draft.pk}/files/e.gguf",
+                            headers={"Authorization": f"Bearer {vendor.token}", "Transfer-Encoding": "chunked"})
+    assert response.status_code == 411 and response.json()["code"] == "length_required"
+    assert not Artifact.objects.filter(version=draft).exists()

@@ -76,13 +76,24 @@ class Registry:
         receipt = self.send(self.f.publishVersion(model_id, digest or keccak(text="v"), keccak(text="meta")), vendor)
         return self.events(receipt, "VersionPublished")[0]["version"]
 
-    def buy(self, buyer: str, model_id: bytes, licensee: str | None = None, value: int | None = None, max_price: int | None = None):
+    def buy(self, buyer: str, model_id: bytes, licensee: str | None = None, value: int | None = None,
+            max_price: int | None = None, min_expires_at: int | None = None):
+        """`purchaseLicense` at the current price; with `min_expires_at`, the four-argument overload."""
         price = self.f.models(model_id).call()[5]
-        return self.send(
-            self.f.purchaseLicense(model_id, licensee or buyer, price if max_price is None else max_price),
-            buyer,
-            price if value is None else value,
-        )
+        args = [model_id, licensee or buyer, price if max_price is None else max_price]
+        if min_expires_at is not None:
+            args.append(min_expires_at)
+        return self.send(self.f.purchaseLicense(*args), buyer, price if value is None else value)
+
+    def send_unsigned(self, tx: dict, sender: str):
+        """Send an unsigned transaction as the API hands it to a wallet (`to`, `data`, `value`)."""
+        with chain_errors():
+            tx_hash = self.w3.eth.send_transaction(
+                {"from": sender, "to": tx["to"], "data": tx["data"], "value": int(tx["value"])}
+            )
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
+        assert receipt["status"] == 1
+        return receipt
 
     def now(self) -> int:
         return self.w3.eth.get_block("latest")["timestamp"]

@@ -239,6 +239,66 @@ def test_renewal_extends_from_the_later_of_now_and_the_current_expiry(reg, chain
     assert reg.f.licenseExpiry(model_id, buyer).call() == now + 1000
 
 
+def test_a_purchase_that_would_end_before_the_buyers_minimum_reverts_and_takes_no_money(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=10, duration=1000)
+    buyer = reg.addr(3)
+    reg.buy(buyer, model_id)
+    current = reg.f.licenseExpiry(model_id, buyer).call()  # a renewal ends exactly 1000 s after it
+    credited, held = reg.f.creditOf(vendor).call(), reg.w3.eth.get_balance(reg.c.address)
+    failed = reg.reverts("ExpiryBelowMinimum", reg.f.purchaseLicense(model_id, buyer, 10, current + 1001), buyer, 10)
+    assert failed.error_args == (current + 1000, current + 1001)
+    assert reg.f.licenseExpiry(model_id, buyer).call() == current
+    assert reg.f.creditOf(vendor).call() == credited and reg.w3.eth.get_balance(reg.c.address) == held
+    receipt = reg.buy(buyer, model_id, min_expires_at=current + 1000)  # exactly the minimum is enough
+    assert reg.events(receipt, "LicensePurchased")[0]["expiresAt"] == current + 1000
+
+
+def test_a_perpetual_licence_meets_any_minimum_and_a_perpetual_minimum_refuses_a_timed_one(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=10, duration=0)
+    receipt = reg.buy(reg.addr(3), model_id, min_expires_at=MAX_UINT64)
+    assert reg.events(receipt, "LicensePurchased")[0]["expiresAt"] == MAX_UINT64
+    reg.send(reg.f.setTerms(model_id, 10, 60, True), vendor)  # perpetual no more
+    buyer = reg.addr(4)
+    failed = reg.reverts("ExpiryBelowMinimum", reg.f.purchaseLicense(model_id, buyer, 10, MAX_UINT64), buyer, 10)
+    assert failed.error_args[1] == MAX_UINT64 and failed.error_args[0] < MAX_UINT64
+    assert reg.f.licenseExpiry(model_id, buyer).call() == 0
+
+
+def test_a_licence_shortened_between_building_and_sending_the_apis_transaction_reverts(reg, vendor, settings):
+    from royalties.services import purchase_transaction
+
+    model_id = reg.create(vendor, "tiny", price=10, duration=30 * 86400)
+    buyer, other = reg.addr(3), reg.addr(4)
+    hex_id = "0x" + model_id.hex()
+    offer = purchase_transaction(model_id=hex_id, licensee=buyer)
+    assert offer["min_expires_at"] == offer["expires_at_if_mined_now"] - settings.LICENSE_EXPIRY_SLACK_SECONDS
+    later = purchase_transaction(model_id=hex_id, licensee=other)
+    reg.send(reg.f.setTerms(model_id, 10, 86400, True), vendor)  # front-runs: 30 days -> 1 day, same price
+    failed = reg.reverts("ExpiryBelowMinimum", _unsigned(reg, offer), buyer, 10)
+    assert failed.error_args[1] == offer["min_expires_at"]
+    assert reg.f.licenseExpiry(model_id, buyer).call() == 0 and reg.f.creditOf(vendor).call() == 0
+    reg.send(reg.f.setTerms(model_id, 10, 30 * 86400, True), vendor)  # the length the buyer was shown
+    receipt = reg.send_unsigned(later, other)
+    assert reg.events(receipt, "LicensePurchased")[0]["expiresAt"] >= later["min_expires_at"]
+
+
+def test_the_three_argument_purchase_keeps_its_selector_and_sets_no_minimum(reg, vendor):
+    model_id = reg.create(vendor, "tiny", price=10, duration=1000)
+    buyer = reg.addr(3)
+    call = reg.f.purchaseLicense(model_id, buyer, 10)
+    assert call._encode_transaction_data()[:10] == "0x" + keccak(text="purchaseLicense(bytes32,address,uint256)")[:4].hex()
+    reg.send(reg.f.setTerms(model_id, 10, 1, True), vendor)  # one second: the buyer stated no minimum
+    receipt = reg.send(call, buyer, 10)
+    assert reg.events(receipt, "LicensePurchased")[0]["expiresAt"] == reg.now() + 1
+
+
+def _unsigned(reg, offer):
+    """The API's transaction as a contract call object (so `reg.reverts` can send it)."""
+    fn, args = reg.c.decode_function_input(offer["data"])
+    assert fn.abi_element_identifier == "purchaseLicense(bytes32,address,uint256,uint64)"
+    return getattr(reg.f, fn.fn_name)(*args.values())
+
+
 # ------------------------------------------------------------------------------- royalties
 
 

@@ -9,7 +9,7 @@ from registry import chain as chain_mod
 from registry.indexer import indexer_run
 from registry.models import ChainEvent, IndexerCursor
 from royalties.models import License
-from tests.conftest import purchase
+from tests.conftest import free_port, purchase, reset_chain_caches, start_anvil, stop_process
 
 from .kit import Registry
 
@@ -113,6 +113,38 @@ def test_after_a_reorg_that_replaces_events_the_new_ones_are_mirrored(indexed, l
     assert mirror() == chain_logs(indexed)
     assert not License.objects.filter(licensee=first.address).exists()
     assert License.objects.filter(licensee=second.address).exists()
+
+
+def test_a_node_whose_head_is_behind_the_cursor_is_waited_for_not_taken_for_a_reorg(indexed, settings, live_version, make_party):
+    first, second = make_party("first", indexed.keys[2]), make_party("second", indexed.keys[3])
+    fork_block = chain_mod.web3().eth.block_number
+    purchase(indexed, live_version.model.chain_model_id, first.key)
+    indexed.rpc("anvil_mine", [3])
+    indexer_run()
+    cursor = IndexerCursor.objects.get()
+    indexed_events = mirror()
+    assert License.objects.filter(licensee=first.address).exists()
+
+    # a second node, the same chain up to fork_block, that has not seen the later blocks yet
+    port = free_port()
+    lagging = start_anvil(port, "--fork-url", indexed.rpc_url, "--fork-block-number", str(fork_block))
+    try:
+        settings.CHAIN_RPC_URL = f"http://127.0.0.1:{port}"
+        reset_chain_caches()
+        assert chain_mod.web3().eth.block_number == fork_block < cursor.block_number
+        run = indexer_run()
+        assert run.rolled_back_to is None and run.events == 0
+        assert IndexerCursor.objects.get().block_hash == cursor.block_hash and mirror() == indexed_events
+        assert License.objects.filter(licensee=first.address).exists()
+    finally:
+        settings.CHAIN_RPC_URL = indexed.rpc_url
+        reset_chain_caches()
+        stop_process(lagging)
+
+    purchase(indexed, live_version.model.chain_model_id, second.key)  # the real node goes on
+    run = indexer_run()
+    assert run.rolled_back_to is None and run.events > 0 and mirror() == chain_logs(indexed)
+    assert set(License.objects.values_list("licensee", flat=True)) == {first.address, second.address}
 
 
 def test_a_digest_that_disagrees_with_the_chain_is_never_served(indexed, live_version, client):

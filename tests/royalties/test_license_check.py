@@ -49,3 +49,14 @@ def test_an_expired_mirror_entry_is_not_trusted(chain, settings, model):
 
 def test_no_wallets_means_no_licence_without_asking_the_chain(chain, model):
     assert not license_check(model_id=model.chain_model_id, wallets=[]).granted
+
+
+def test_the_apis_purchase_transaction_states_the_shortest_licence_the_buyer_accepts(chain, settings, model):
+    from rest_framework.test import APIClient
+
+    buyer = chain.account(4).address
+    offer = APIClient().get(f"/api/v1/models/acme/timed/purchase?licensee={buyer}").json()
+    assert offer["min_expires_at"] == offer["expires_at"] - settings.LICENSE_EXPIRY_SLACK_SECONDS
+    function, args = chain_module.registry_contract().decode_function_input(offer["transaction"]["data"])
+    assert function.abi_element_identifier == "purchaseLicense(bytes32,address,uint256,uint64)"
+    assert args["minExpiresAt"] == offer["min_expires_at"] and args["maxPrice"] == 5 * 10**14

@@ -1,0 +1,120 @@
+"""Licences read at the latest block are short-lived grants until the purchase is CONFIRMATIONS
+deep: never mirrored before, so a purchase that a reorg removes grants nothing afterwards."""
+
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from marketplace.models import Download
+from registry import chain as chain_module
+from royalties.models import License
+from royalties.services import license_check
+from tests.conftest import link_wallet, publish, purchase
+
+pytestmark = pytest.mark.django_db
+URL = "/acme/tiny/resolve/main/model.gguf"
+
+
+@pytest.fixture
+def buyer(chain, settings, live_version, make_party):
+    """acme/tiny is live (published at CONFIRMATIONS=1); from now on a purchase needs 3 blocks."""
+    settings.CONFIRMATIONS = 3
+    return make_party("buyer", chain.keys[2])
+
+
+def client_for(party) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {party.token}")
+    return client
+
+
+def confirm(party, tx_hash):
+    return client_for(party).post("/api/v1/purchases", {"tx_hash": tx_hash}, format="json")
+
+
+def test_a_purchase_reorged_out_grants_nothing_once_its_short_grant_ends(chain, settings, live_version, buyer):
+    settings.LICENSE_UNCONFIRMED_GRANT_SECONDS = 0  # the short grant is over at once (no sleeping)
+    model_id = live_version.model.chain_model_id
+    receipt = purchase(chain, model_id, buyer.key)
+    client = client_for(buyer)
+
+    assert client.get(URL).status_code == 200  # usable seconds after the purchase is mined
+    assert Download.objects.get(status_code=200).license_source == "unconfirmed"
+    decision = license_check(model_id=model_id, wallets=[buyer.address])
+    assert decision.granted and not decision.confirmed and decision.source == "unconfirmed" and decision.perpetual
+    answer = confirm(buyer, receipt["transactionHash"].to_0x_hex())
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["status"], body["confirmed"], body["depth"], body["confirmations"]) == ("unconfirmed", False, 1, 3)
+    assert body["licenses"][0]["licensee"] == buyer.address and body["licenses"][0]["perpetual"]
+    assert not License.objects.exists()  # nothing mirrored while a reorg can still remove it
+
+    chain.rpc("anvil_reorg", [1, []])  # the purchase's block is replaced by an empty one
+    assert chain_module.registry_contract().functions.licenseExpiry(bytes.fromhex(model_id[2:]), buyer.address).call() == 0
+
+    refused = client.get(URL)
+    assert refused.status_code == 403 and refused["X-Error-Code"] == "GatedRepo"
+    assert not license_check(model_id=model_id, wallets=[buyer.address]).granted
+    assert confirm(buyer, receipt["transactionHash"].to_0x_hex()).status_code == 202  # gone from the chain
+    assert not License.objects.exists()
+
+
+def test_an_unconfirmed_grant_is_kept_at_most_the_short_grant_time(chain, settings, live_version, buyer):
+    settings.LICENSE_UNCONFIRMED_GRANT_SECONDS = 15
+    purchase(chain, live_version.model.chain_model_id, buyer.key)
+    decision = license_check(model_id=live_version.model.chain_model_id, wallets=[buyer.address])
+    assert not decision.confirmed and decision.grant_seconds(timezone.now()) == 15  # perpetual, yet 15 s
+    chain.rpc("anvil_mine", [2])
+    decision = license_check(model_id=live_version.model.chain_model_id, wallets=[buyer.address])
+    assert decision.confirmed and decision.grant_seconds(timezone.now()) is None  # as long as caches keep anything
+
+
+def test_a_purchase_confirmations_deep_is_mirrored_as_before(chain, live_version, buyer):
+    model_id = live_version.model.chain_model_id
+    receipt = purchase(chain, model_id, buyer.key)
+    tx_hash = receipt["transactionHash"].to_0x_hex()
+    assert confirm(buyer, tx_hash).json()["confirmed"] is False
+    chain.rpc("anvil_mine", [2])  # the purchase is 3 blocks deep now
+
+    decision = license_check(model_id=model_id, wallets=[buyer.address])
+    assert decision.granted and decision.confirmed and decision.source == "chain"
+    mirrored = License.objects.get(licensee=buyer.address)
+    assert mirrored.perpetual and mirrored.source == License.Source.CHAIN_READ
+    assert mirrored.observed_block == receipt["blockNumber"]  # the safe block
+    body = confirm(buyer, tx_hash).json()
+    assert (body["status"], body["confirmed"], body["depth"]) == ("confirmed", True, 3)
+    assert License.objects.get(licensee=buyer.address).source == License.Source.EVENT
+    assert client_for(buyer).get(URL).status_code == 200
+
+
+def test_a_renewal_not_yet_confirmed_is_not_mirrored_over_the_confirmed_expiry(chain, settings, vendor, gguf_file, make_party):
+    settings.CONFIRMATIONS = 1
+    timed = publish(vendor, "timed", {"model.gguf": gguf_file.read_bytes()}, price=10**15, duration=3600)
+    settings.CONFIRMATIONS = 3
+    buyer = make_party("buyer", chain.keys[2])
+    model_id = timed.model.chain_model_id
+    first = purchase(chain, model_id, buyer.key)
+    chain.rpc("anvil_mine", [2])
+    purchase(chain, model_id, buyer.key)  # renewal: one block deep
+
+    decision = license_check(model_id=model_id, wallets=[buyer.address])
+    mined_at = chain_module.web3().eth.get_block(first["blockNumber"])["timestamp"]
+    confirmed_expiry = datetime.fromtimestamp(mined_at + 3600, tz=dt_timezone.utc)
+    assert decision.confirmed and decision.expires_at == confirmed_expiry
+    assert License.objects.get(licensee=buyer.address).expires_at == confirmed_expiry
+
+
+def test_a_confirmed_licence_of_any_wallet_wins_over_an_unconfirmed_one(chain, live_version, buyer):
+    second = chain.account(3).address
+    link_wallet(buyer.user, chain.keys[3])
+    model_id = live_version.model.chain_model_id
+    purchase(chain, model_id, chain.keys[3])
+    chain.rpc("anvil_mine", [2])
+    purchase(chain, model_id, buyer.key)  # the first wallet's purchase is one block deep
+
+    decision = license_check(model_id=model_id, wallets=[buyer.address, second])
+    assert decision.confirmed and decision.source == "chain" and decision.licensee == second
+    assert list(License.objects.values_list("licensee", flat=True)) == [second]
