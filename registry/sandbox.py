@@ -93,21 +93,19 @@ class ChildRun:
     timed_out: bool
 
 
-def _apply_limits(memory_bytes: int, cpu_seconds: int):
-    setrlimit, getrlimit = resource.setrlimit, resource.getrlimit  # bound before fork: no imports after it
-
-    def apply() -> None:
-        for which, soft, hard in (
-            (resource.RLIMIT_AS, memory_bytes, memory_bytes),
-            (resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 1),
-            (resource.RLIMIT_CORE, 0, 0),
-        ):
-            current_hard = getrlimit(which)[1]
-            if current_hard != resource.RLIM_INFINITY:
-                soft, hard = min(soft, current_hard), min(hard, current_hard)
-            setrlimit(which, (soft, hard))
-
-    return apply
+def _apply_limits(pid: int, memory_bytes: int, cpu_seconds: int) -> None:
+    """Set the child's limits from the parent (prlimit(2)): no code runs between fork and exec,
+    which is what makes `preexec_fn` unsafe in a threaded process. The child reads its request
+    from stdin first, so the limits are in place before it touches a file."""
+    for which, soft, hard in (
+        (resource.RLIMIT_AS, memory_bytes, memory_bytes),
+        (resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 1),
+        (resource.RLIMIT_CORE, 0, 0),
+    ):
+        current_hard = resource.prlimit(pid, which)[1]
+        if current_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        resource.prlimit(pid, which, (soft, hard))
 
 
 def _child_environment() -> dict[str, str]:
@@ -127,20 +125,30 @@ def _child_environment() -> dict[str, str]:
 
 def run_limited(argv: list[str], stdin: bytes, limits: Limits) -> ChildRun:
     """Run `argv` in a fresh process under `limits`; the child is killed at the wall-clock limit."""
+    child = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_environment(),
+        cwd=BASE_DIR,
+        close_fds=True,
+    )
     try:
-        done = subprocess.run(
-            argv,
-            input=stdin,
-            capture_output=True,
-            timeout=limits.wall_seconds,
-            preexec_fn=_apply_limits(limits.memory_bytes, limits.cpu_seconds),
-            env=_child_environment(),
-            cwd=BASE_DIR,
-            close_fds=True,
-        )
-    except subprocess.TimeoutExpired as expired:  # run() has killed and reaped the child
-        return ChildRun(None, expired.stdout or b"", expired.stderr or b"", True)
-    return ChildRun(done.returncode, done.stdout, done.stderr, False)
+        _apply_limits(child.pid, limits.memory_bytes, limits.cpu_seconds)
+    except ProcessLookupError:
+        pass  # it is gone already (died starting up): its exit status says why
+    except BaseException:
+        child.kill()  # never let it read a file without its limits
+        child.communicate()
+        raise
+    try:
+        stdout, stderr = child.communicate(input=stdin, timeout=limits.wall_seconds)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        stdout, stderr = child.communicate()
+        return ChildRun(None, stdout or b"", stderr or b"", True)
+    return ChildRun(child.returncode, stdout, stderr, False)
 
 
 def files_hash_and_inspect(files: list[tuple[str, str]], *, limits: Limits) -> list[FileResult]:
