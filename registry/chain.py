@@ -22,7 +22,14 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import BadFunctionCallOutput, BlockNotFound, ContractCustomError, ContractLogicError, Web3Exception, Web3RPCError
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    BlockNotFound,
+    ContractCustomError,
+    ContractLogicError,
+    Web3Exception,
+    Web3RPCError,
+)
 
 logger = logging.getLogger(__name__)
 

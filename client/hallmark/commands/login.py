@@ -12,7 +12,6 @@ from ..keys import load_account
 from ..siwe import sign_message, siwe_message
 from .common import endpoint
 
-
 DOMAIN_MISMATCH = 9  # exit code: the server asked for a signature valid on another site
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
