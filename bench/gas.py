@@ -6,7 +6,8 @@
 
 Figures are whole-transaction gas (21,000 base included), as a wallet pays. Purchases are
 measured on a later sale (the payees already hold a credit: the usual case) and on the
-model's first sale (new credit slots for its payees).
+model's first sale (new credit slots for its payees); the four-argument purchase (with
+`minExpiresAt`, what the marketplace sends) on a later sale.
 Targets: publishVersionBySig <= 1 mint; purchaseLicense at depth 1 <= 1.5 mints.
 """
 
@@ -110,6 +111,10 @@ class Bench:
             warm = self.gas(f.purchaseLicense(model_id, self.fresh(next(buyers)), price), self.addr[8], price)
             rows.append((f"purchaseLicense, depth {depth}, later sale", warm))
             rows.append((f"purchaseLicense, depth {depth}, first sale", cold))
+            if depth < 3:  # the four-argument overload the marketplace's purchase transaction sends
+                min_expires_at = self.w3.eth.get_block("latest")["timestamp"] + 86_400  # a real expiry's calldata
+                call = f.purchaseLicense(model_id, self.fresh(next(buyers)), price, min_expires_at)
+                rows.append((f"purchaseLicense with minExpiresAt, depth {depth}, later sale", self.gas(call, self.addr[8], price)))
         rows.append(("withdraw", self.gas(f.withdraw(), self.addr[1])))
         return rows
 

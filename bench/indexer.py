@@ -11,7 +11,7 @@ blocks (context: there is no external anchor for this one).
 A throw-away stack (temp dir, SQLite database, anvil child, ModelRegistry deployed with
 `manage.py deploy_registry`, migrated) gets `--events` registry events cheaply: one vendor
 creates a model, a buyer purchases licences for fresh addresses (3 events each:
-LicensePurchased and two RoyaltyCredited) for about half of them, and the vendor publishes
+LicensePurchased, PlatformFeeCredited and RoyaltyCredited) for about half of them, and the vendor publishes
 versions (1 VersionPublished each) for the rest. Transactions go from anvil's unlocked
 accounts in JSON-RPC batches with automine off, `--per-block` per mined block.
 
@@ -74,7 +74,7 @@ def generate(url: str, address: str, artifact: dict, events: int, per_block: int
     model_id = contract.functions.computeModelId(vendor, slug).call()
     existing = len(w3.eth.get_logs({"address": address, "fromBlock": 0, "toBlock": "latest"}))
 
-    per_purchase = 3  # LicensePurchased, RoyaltyCredited (platform fee), RoyaltyCredited (vendor)
+    per_purchase = 3  # LicensePurchased, PlatformFeeCredited, RoyaltyCredited (vendor)
     remaining = events - existing
     purchases = (remaining // 2) // per_purchase
     versions = remaining - purchases * per_purchase

@@ -19,7 +19,7 @@ have written them from the chain:
 - `--purchases` purchases over `--months` months, as LedgerEntry rows with balanced LedgerLine
   rows split by royalties.rules.royalty_split (the contract's rule: a 2.5% platform fee, each
   ancestor's share, the vendor's rest; the payer's line balances them), the License mirror (the
-  latest expiry per model and licensee), and the LicensePurchased / RoyaltyCredited ChainEvents
+  latest expiry per model and licensee), and the LicensePurchased / RoyaltyCredited / PlatformFeeCredited ChainEvents
   the indexer would have stored for them (skip with --no-money-events); a monthly Withdrawn for
   every other vendor;
 - one heavy vendor (`--heavy-vendor-models` models, about `--heavy-vendor-share` of the sales,
@@ -426,8 +426,12 @@ class Generator:
             for credit in credits:
                 clog = self.next_log(block)
                 if not self.args.no_money_events:
-                    self.event("RoyaltyCredited", block, t, tx, clog,
-                               {"payee": credit.payee, "modelId": credit.model_id, "amount": str(credit.amount_wei)})
+                    if credit.role == "platform":  # the contract names the fee with an event of its own
+                        self.event("PlatformFeeCredited", block, t, tx, clog,
+                                   {"recipient": credit.payee, "modelId": credit.model_id, "amount": str(credit.amount_wei)})
+                    else:
+                        self.event("RoyaltyCredited", block, t, tx, clog,
+                                   {"payee": credit.payee, "modelId": credit.model_id, "amount": str(credit.amount_wei)})
                 lines.append(dict(account=credit_account(credit.payee), address=credit.payee, role=credit.role,
                                   model_id=credit.model_id, amount_wei=credit.amount_wei, occurred_at=t, log_index=clog))
                 balance[credit.payee] += credit.amount_wei

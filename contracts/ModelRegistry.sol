@@ -6,25 +6,29 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
+import {IModelRegistry} from "./IModelRegistry.sol";
 
 /**
  * @title ModelRegistry
  * @notice Provenance registry and license shop for quantized edge models (Hallmark).
- *
- * Vendors register models (terms and lineage), publish versions as the root digest of an
- * OpenSSF Model Signing manifest (EIP-712 signed, so a relayer may submit), and sell licenses.
- * Every payment is split at purchase time into credits: a capped platform fee, then a cascade
- * along the model's lineage where each model keeps `10000 - upstreamBps` basis points of what
- * reaches it for its vendor and passes `upstreamBps` to its parent. Credits are withdrawn by
- * their payees (pull payments), and the credits of one purchase sum to the price to the wei.
+ * @dev The interface, its events and its errors are documented in {IModelRegistry}.
  */
-contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces {
-    /// @notice Highest platform fee the owner can ever set, in basis points (10%).
+contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces {
+    /// @inheritdoc IModelRegistry
     uint16 public constant MAX_PLATFORM_FEE_BPS = 1_000;
-    /// @notice Longest lineage a model may have (the bought model excluded): bounds purchase gas.
+    /// @inheritdoc IModelRegistry
     uint8 public constant MAX_LINEAGE_DEPTH = 8;
-    /// @notice Licence expiry recorded for a perpetual licence.
+    /// @inheritdoc IModelRegistry
     uint64 public constant PERPETUAL = type(uint64).max;
+
+    /// @dev The whole of a payment in basis points: fees and upstream shares are parts of it.
+    uint16 private constant _BPS = 10_000;
+    /// @dev `licenseDuration` that sells perpetual licences.
+    uint64 private constant _PERPETUAL_DURATION = 0;
+    /// @dev The latest expiry a timed licence can reach: one below {PERPETUAL}, so the two never meet.
+    uint64 private constant _LATEST_TIMED_EXPIRY = PERPETUAL - 1;
+    /// @dev `minExpiresAt` of the three-argument {purchaseLicense}: any expiry will do.
+    uint64 private constant _NO_MINIMUM_EXPIRY = 0;
 
     bytes32 private constant _PUBLISH_VERSION_TYPEHASH = keccak256(
         "PublishVersion(bytes32 modelId,uint32 version,bytes32 rootDigest,bytes32 metadataDigest,uint256 deadline)"
@@ -52,7 +56,7 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
         bytes32 parentId;
     }
 
-    /// @notice The registered models by id; `vendor == address(0)` means no such model.
+    /// @inheritdoc IModelRegistry
     mapping(bytes32 modelId => Model) public models;
 
     mapping(bytes32 modelId => mapping(uint32 version => bytes32 rootDigest)) private _versionDigests;
@@ -61,59 +65,10 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
     mapping(address payee => uint256) private _credits;
 
     // one slot: both are read by every purchase
+    /// @inheritdoc IModelRegistry
     uint16 public platformFeeBps;
+    /// @inheritdoc IModelRegistry
     address public platformFeeRecipient;
-
-    event ModelCreated(
-        bytes32 indexed modelId,
-        address indexed vendor,
-        bytes32 indexed parentId,
-        bytes32 slugHash,
-        uint96 price,
-        uint64 licenseDuration,
-        uint16 upstreamBps
-    );
-    event TermsChanged(bytes32 indexed modelId, uint96 price, uint64 licenseDuration, bool listed);
-    event VersionPublished(
-        bytes32 indexed modelId, uint32 indexed version, bytes32 rootDigest, bytes32 metadataDigest, address indexed signer
-    );
-    event VersionRevoked(bytes32 indexed modelId, uint32 indexed version, bytes32 reason);
-    event LicensePurchased(
-        bytes32 indexed modelId, address indexed licensee, address indexed payer, uint256 price, uint64 expiresAt
-    );
-    event RoyaltyCredited(address indexed payee, bytes32 indexed modelId, uint256 amount);
-    /// @notice Payment above the price, credited back to the payer (withdrawable like a royalty).
-    event OverpaymentCredited(address indexed payer, bytes32 indexed modelId, uint256 amount);
-    event Withdrawn(address indexed payee, uint256 amount);
-    event PlatformFeeChanged(uint16 bps, address indexed recipient);
-
-    error UnknownModel(bytes32 modelId);
-    error ModelAlreadyExists(bytes32 modelId);
-    error NotModelVendor(bytes32 modelId, address caller);
-    error InvalidUpstreamBps(uint16 upstreamBps);
-    error LineageTooDeep(bytes32 parentId, uint8 parentDepth);
-    error ExpiredSignature(uint256 deadline);
-    error InvalidSigner(address signer, address vendor);
-    error UnexpectedVersion(uint32 expected, uint32 given);
-    error ZeroDigest();
-    error UnknownVersion(bytes32 modelId, uint32 version);
-    error VersionAlreadyRevoked(bytes32 modelId, uint32 version);
-    error NotListed(bytes32 modelId);
-    error PriceAboveMax(uint256 price, uint256 maxPrice);
-    error InsufficientPayment(uint256 price, uint256 paid);
-    error InvalidLicensee(address licensee);
-    error LicenseAlreadyPerpetual(bytes32 modelId, address licensee);
-    /**
-     * @dev The licence a purchase would grant ends before the minimum the buyer stated, e.g. because
-     * the vendor shortened the licence length (or ended a perpetual licence) in front of the purchase.
-     * @param expiresAt The expiry the purchase would have recorded (unix seconds, {PERPETUAL} for ever).
-     * @param minExpiresAt The lowest expiry the buyer accepts.
-     */
-    error ExpiryBelowMinimum(uint64 expiresAt, uint64 minExpiresAt);
-    error NothingToWithdraw(address payee);
-    error WithdrawFailed(address payee, uint256 amount);
-    error PlatformFeeTooHigh(uint16 bps, uint16 maxBps);
-    error InvalidFeeRecipient(address recipient);
 
     modifier onlyVendor(bytes32 modelId) {
         _checkVendor(modelId, msg.sender);
@@ -129,15 +84,7 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
 
     // ------------------------------------------------------------------ models
 
-    /**
-     * @notice Registers a model whose vendor is the caller. Listed for sale from the start.
-     * @param slugHash keccak256 of the model's UTF-8 slug; `modelId = keccak256(abi.encode(vendor, slugHash))`.
-     * @param price Licence price in wei.
-     * @param licenseDuration Licence length in seconds; 0 means perpetual.
-     * @param parentId The model this one derives from, or zero.
-     * @param upstreamBps Share (basis points) of what reaches this model that flows to the parent.
-     * @return modelId The new model's id.
-     */
+    /// @inheritdoc IModelRegistry
     function createModel(bytes32 slugHash, uint96 price, uint64 licenseDuration, bytes32 parentId, uint16 upstreamBps)
         external
         returns (bytes32 modelId)
@@ -145,10 +92,7 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
         return _createModel(msg.sender, slugHash, price, licenseDuration, parentId, upstreamBps);
     }
 
-    /**
-     * @notice Registers a model for `vendor`, authorised by the vendor's EIP-712 `CreateModel`
-     * signature (with the vendor's next nonce from {nonces}); anyone may submit it.
-     */
+    /// @inheritdoc IModelRegistry
     function createModelBySig(
         bytes32 slugHash,
         uint96 price,
@@ -178,9 +122,7 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
         return _createModel(vendor, slugHash, price, licenseDuration, parentId, upstreamBps);
     }
 
-    /**
-     * @notice Changes a model's licence terms. Vendor only. Licences already sold keep their expiry.
-     */
+    /// @inheritdoc IModelRegistry
     function setTerms(bytes32 modelId, uint96 price, uint64 licenseDuration, bool listed)
         external
         onlyVendor(modelId)
@@ -194,10 +136,7 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
 
     // ---------------------------------------------------------------- versions
 
-    /**
-     * @notice Publishes the next version of a model, sent by its vendor.
-     * @return version The new version number (1, 2, 3 ... per model).
-     */
+    /// @inheritdoc IModelRegistry
     function publishVersion(bytes32 modelId, bytes32 rootDigest, bytes32 metadataDigest)
         external
         returns (uint32 version)
@@ -208,11 +147,7 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
         _publish(model, modelId, version, rootDigest, metadataDigest, msg.sender);
     }
 
-    /**
-     * @notice Publishes version `version` of a model with the vendor's EIP-712 `PublishVersion`
-     * signature; any relayer may submit. `version` must be the next one, so a signature can be
-     * used once, for the version it names.
-     */
+    /// @inheritdoc IModelRegistry
     function publishVersionBySig(
         bytes32 modelId,
         uint32 version,
@@ -233,10 +168,7 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
         _publish(model, modelId, version, rootDigest, metadataDigest, signer);
     }
 
-    /**
-     * @notice Marks a published version as revoked (compromised, broken, withdrawn). Vendor only.
-     * @param reason A short reason code chosen by the vendor (e.g. a bytes32 string).
-     */
+    /// @inheritdoc IModelRegistry
     function revokeVersion(bytes32 modelId, uint32 version, bytes32 reason) external onlyVendor(modelId) {
         if (version == 0 || version > models[modelId].latestVersion) revert UnknownVersion(modelId, version);
         if (_revoked[modelId][version]) revert VersionAlreadyRevoked(modelId, version);
@@ -246,30 +178,12 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
 
     // ---------------------------------------------------------------- licences
 
-    /**
-     * @notice Buys (or renews) a licence on `modelId` for `licensee`, paid by the caller, whatever
-     * its length. Same as the four-argument {purchaseLicense} with no minimum expiry.
-     * @param maxPrice The most the caller agrees to pay; protects against a price raised in front
-     * of this transaction. Any payment above the price is credited back to the caller.
-     */
+    /// @inheritdoc IModelRegistry
     function purchaseLicense(bytes32 modelId, address licensee, uint256 maxPrice) external payable {
-        _purchaseLicense(modelId, licensee, maxPrice, 0);
+        _purchaseLicense(modelId, licensee, maxPrice, _NO_MINIMUM_EXPIRY);
     }
 
-    /**
-     * @notice Buys (or renews) a licence on `modelId` for `licensee`, paid by the caller, and
-     * reverts unless it lasts at least until `minExpiresAt`.
-     * @dev Protects the buyer from a {setTerms} that shortens the licence length (or ends perpetual
-     * licences) in front of this transaction, as `maxPrice` does for the price. A perpetual licence
-     * records {PERPETUAL} and satisfies every minimum; a timed one never reaches {PERPETUAL}, so
-     * `minExpiresAt = PERPETUAL` accepts a perpetual licence only.
-     * @param modelId The model licensed.
-     * @param licensee Who holds the licence (not necessarily the caller).
-     * @param maxPrice The most the caller agrees to pay. Any payment above the price is credited
-     * back to the caller.
-     * @param minExpiresAt The lowest expiry (unix seconds) the caller accepts; reverts with
-     * {ExpiryBelowMinimum} below it, and nothing is paid.
-     */
+    /// @inheritdoc IModelRegistry
     function purchaseLicense(bytes32 modelId, address licensee, uint256 maxPrice, uint64 minExpiresAt)
         external
         payable
@@ -277,9 +191,7 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
         _purchaseLicense(modelId, licensee, maxPrice, minExpiresAt);
     }
 
-    /**
-     * @notice Sends the caller everything credited to them (royalties, fees, overpayments).
-     */
+    /// @inheritdoc IModelRegistry
     function withdraw() external nonReentrant {
         uint256 amount = _credits[msg.sender];
         if (amount == 0) revert NothingToWithdraw(msg.sender);
@@ -291,53 +203,56 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
 
     // ------------------------------------------------------------------- owner
 
-    /**
-     * @notice Sets the platform fee taken first from every sale. Capped at {MAX_PLATFORM_FEE_BPS}.
-     */
+    /// @inheritdoc IModelRegistry
     function setPlatformFee(uint16 bps, address recipient) external onlyOwner {
         _setPlatformFee(bps, recipient);
     }
 
     // ------------------------------------------------------------------- views
 
-    /// @notice The root digest of a published version, or zero if there is no such version.
+    /// @inheritdoc IModelRegistry
     function versionDigest(bytes32 modelId, uint32 version) external view returns (bytes32) {
         return _versionDigests[modelId][version];
     }
 
-    /// @notice Whether the vendor revoked that version.
+    /// @inheritdoc IModelRegistry
     function isRevoked(bytes32 modelId, uint32 version) external view returns (bool) {
         return _revoked[modelId][version];
     }
 
-    /// @notice The highest published version number of a model (0 when none).
+    /// @inheritdoc IModelRegistry
     function latestVersion(bytes32 modelId) external view returns (uint32) {
         return models[modelId].latestVersion;
     }
 
-    /// @notice When the licensee's licence ends (unix seconds); 0 never bought; {PERPETUAL} forever.
+    /// @inheritdoc IModelRegistry
     function licenseExpiry(bytes32 modelId, address licensee) external view returns (uint64) {
         return _licenseExpiry[modelId][licensee];
     }
 
-    /// @notice Whether `licensee` holds a licence on `modelId` valid now.
+    /// @inheritdoc IModelRegistry
     function hasLicense(bytes32 modelId, address licensee) external view returns (bool) {
         return _licenseExpiry[modelId][licensee] > block.timestamp;
     }
 
-    /// @notice Wei credited to `payee` and not yet withdrawn.
+    /// @inheritdoc IModelRegistry
     function creditOf(address payee) external view returns (uint256) {
         return _credits[payee];
     }
 
-    /// @notice The id a vendor's model gets: keccak256(abi.encode(vendor, slugHash)).
+    /// @inheritdoc IModelRegistry
     function computeModelId(address vendor, bytes32 slugHash) public pure returns (bytes32) {
         return keccak256(abi.encode(vendor, slugHash));
     }
 
-    /// @notice The EIP-712 domain separator of this deployment (chain id and address bound).
+    /// @inheritdoc IModelRegistry
     function domainSeparator() external view returns (bytes32) {
         return _domainSeparatorV4();
+    }
+
+    /// @inheritdoc IModelRegistry
+    function nonces(address owner) public view override(IModelRegistry, Nonces) returns (uint256) {
+        return super.nonces(owner);
     }
 
     // ---------------------------------------------------------------- internal
@@ -352,7 +267,7 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
     ) private returns (bytes32 modelId) {
         modelId = computeModelId(vendor, slugHash);
         if (models[modelId].vendor != address(0)) revert ModelAlreadyExists(modelId);
-        if (upstreamBps > 10_000) revert InvalidUpstreamBps(upstreamBps);
+        if (upstreamBps > _BPS) revert InvalidUpstreamBps(upstreamBps);
         uint8 depth;
         if (parentId == bytes32(0)) {
             // a root model has nobody upstream to pay
@@ -412,33 +327,39 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
     function _extendLicense(bytes32 modelId, address licensee, uint64 duration) private returns (uint64 expiresAt) {
         uint64 current = _licenseExpiry[modelId][licensee];
         if (current == PERPETUAL) revert LicenseAlreadyPerpetual(modelId, licensee);
-        if (duration == 0) {
+        if (duration == _PERPETUAL_DURATION) {
             expiresAt = PERPETUAL;
         } else {
             // a renewal extends from the later of now and the current expiry: no paid time is lost
             uint64 start = current > block.timestamp ? current : uint64(block.timestamp);
             uint256 end = uint256(start) + duration;
-            expiresAt = end >= PERPETUAL ? PERPETUAL - 1 : uint64(end);
+            expiresAt = end > _LATEST_TIMED_EXPIRY ? _LATEST_TIMED_EXPIRY : uint64(end);
         }
         _licenseExpiry[modelId][licensee] = expiresAt;
     }
 
-    /// @dev Platform fee first, then the lineage cascade. Ancestor k (k = 1 is the parent) is
-    /// credited its exact share floored: remaining * b0 * ... * b(k-1) * (10000 - bk) / 10000^(k+1),
-    /// where bi is model i's upstreamBps and the last ancestor (upstreamBps 0, e.g. a root model)
-    /// keeps all that reaches it. The bought model's vendor gets the rest, so it receives every
-    /// wei of rounding dust and the credits sum to `price` exactly. Depth <= 8 keeps
-    /// remaining * 10000^9 far below 2^256.
+    /// @dev Platform fee first ({PlatformFeeCredited}), then the lineage cascade ({RoyaltyCredited}).
+    /// Ancestor k (k = 1 is the parent) is credited its exact share floored:
+    /// remaining * b0 * ... * b(k-1) * (10000 - bk) / 10000^(k+1), where bi is model i's upstreamBps
+    /// and the last ancestor (upstreamBps 0, e.g. a root model) keeps all that reaches it. The bought
+    /// model's vendor gets the rest, so it receives every wei of rounding dust and the credits sum
+    /// to `price` exactly. Depth <= {MAX_LINEAGE_DEPTH} keeps remaining * 10000^9 far below 2^256.
     function _splitPayment(bytes32 modelId, Model storage model, uint256 price) private {
-        uint256 fee = (price * platformFeeBps) / 10_000;
-        if (fee != 0) _credit(platformFeeRecipient, modelId, fee);
+        uint256 fee = (price * platformFeeBps) / _BPS;
+        if (fee != 0) {
+            // its own event, not a RoyaltyCredited: readers tell the platform's share from a
+            // vendor's without replaying fee history, at the same gas (same topics, same data)
+            address recipient = platformFeeRecipient;
+            _credits[recipient] += fee;
+            emit PlatformFeeCredited(recipient, modelId, fee);
+        }
         uint256 remaining = price - fee;
 
         uint256 paidUpstream;
         uint16 bps = model.upstreamBps;
         if (bps != 0 && remaining != 0) {
             uint256 numerator = remaining * bps;
-            uint256 denominator = 10_000;
+            uint256 denominator = _BPS;
             bytes32 ancestorId = model.parentId;
             while (true) {
                 Model storage ancestor = models[ancestorId];
@@ -450,17 +371,18 @@ contract ModelRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient, Nonces
                     paidUpstream += share;
                     break;
                 }
-                share = (numerator * (10_000 - ancestorBps)) / (denominator * 10_000);
+                share = (numerator * (_BPS - ancestorBps)) / (denominator * _BPS);
                 _credit(ancestor.vendor, ancestorId, share);
                 paidUpstream += share;
                 numerator *= ancestorBps;
-                denominator *= 10_000;
+                denominator *= _BPS;
                 ancestorId = ancestor.parentId;
             }
         }
         _credit(model.vendor, modelId, remaining - paidUpstream);
     }
 
+    /// @dev Credits a model's vendor for a position in the lineage; zero amounts are not recorded.
     function _credit(address payee, bytes32 modelId, uint256 amount) private {
         if (amount == 0) return;
         _credits[payee] += amount;

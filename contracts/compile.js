@@ -83,7 +83,9 @@ function main() {
   const target = path.join(ROOT, "registry", "artifacts", "ModelRegistry.json");
   // the Django-free client verifies against the chain with the same ABI
   const abiTarget = path.join(ROOT, "client", "hallmark", "abi", "ModelRegistry.abi.json");
-  const { output, fullInput } = compile(["contracts/ModelRegistry.sol"]);
+  // the interface is named too (not only reached through the contract's import): the artifact's
+  // standard-JSON input must carry it for explorer verification, whatever the contract imports
+  const { output, fullInput } = compile(["contracts/IModelRegistry.sol", "contracts/ModelRegistry.sol"]);
   const artifact = artifactFor(output, fullInput, "contracts/ModelRegistry.sol", "ModelRegistry");
   const outputs = [[target, serialize(artifact)], [abiTarget, JSON.stringify(artifact.abi, null, 1) + "\n"]];
   if (args[0] === "--check") {

@@ -29,12 +29,12 @@ import importlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils.timezone import now as django_now
-from eth_utils import event_abi_to_log_topic, to_checksum_address
+from eth_utils import event_abi_to_log_topic
 from hexbytes import HexBytes
 
 from . import chain
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 BLOCK_WINDOW = 512  # indexed block hashes kept for finding a common ancestor
 # events that only add money or licences: nothing cached can be made wrong by them (caches keep
 # grants, never refusals), so they do not clear the hot-path caches (registry/caching.py)
-GRANT_ONLY_EVENTS = frozenset({"LicensePurchased", "RoyaltyCredited", "OverpaymentCredited", "Withdrawn", "TermsChanged", "PlatformFeeChanged"})
+GRANT_ONLY_EVENTS = frozenset({"LicensePurchased", "RoyaltyCredited", "PlatformFeeCredited", "OverpaymentCredited", "Withdrawn", "TermsChanged", "PlatformFeeChanged"})
 # faults of the moment, not of the event: they end the run (the range is read again next run)
 TRANSIENT_ERRORS = (OperationalError, ChainUnavailable, ChainMisconfigured)
 SKIP_ERROR_CHARS = 2000  # of the recorded error message
@@ -342,15 +342,3 @@ def indexer_reapply_skipped(*, projection: str | None = None) -> tuple[int, int]
         if applied:
             cache_generation_bump()
     return applied, failing
-
-
-def events_for(*, name: str, **match: str) -> Iterable[ChainEvent]:
-    """Mirrored events of one kind whose arguments match (values as stored: hex or digits)."""
-    qs = ChainEvent.objects.filter(name=name)
-    for key, value in match.items():
-        qs = qs.filter(**{f"args__{key}": value})
-    return qs.order_by("block_number", "log_index")
-
-
-def normalise_address(value: str) -> str:
-    return to_checksum_address(value)

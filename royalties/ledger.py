@@ -4,6 +4,11 @@ A purchase becomes one entry: the payer's wallet pays `price + overpayment` (a n
 and every credit the contract made is a positive line on `credit:<payee>` (platform fee, each
 ancestor's vendor, the bought model's vendor, an overpayment back to the payer). A withdrawal
 moves `credit:<payee>` to `wallet:<payee>`. Every entry sums to zero, in wei.
+
+Each credit's role comes from its event alone: `PlatformFeeCredited` is the platform fee,
+`OverpaymentCredited` an overpayment, and a `RoyaltyCredited` is the bought model's vendor when
+it names the bought model, an ancestor's vendor otherwise. Nothing is inferred from log order or
+from the fee history.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from registry.models import ChainEvent, IndexerCursor
 from .models import LedgerEntry, LedgerLine, ReconciliationAlert
 
 logger = logging.getLogger(__name__)
-MONEY_EVENTS = {"LicensePurchased", "RoyaltyCredited", "OverpaymentCredited", "Withdrawn", "TermsChanged", "PlatformFeeChanged"}
+# the credits a purchase makes, and the event argument that names whom each credits
+CREDIT_EVENTS = {"PlatformFeeCredited": "recipient", "RoyaltyCredited": "payee", "OverpaymentCredited": "payer"}
+MONEY_EVENTS = {"LicensePurchased", *CREDIT_EVENTS, "Withdrawn", "TermsChanged", "PlatformFeeChanged"}
 PERPETUAL = 2**64 - 1
 
 
@@ -38,20 +45,13 @@ def wallet_account(address: str) -> str:
     return f"wallet:{address}"
 
 
-def _fee_bps_at(block: int, log_index: int) -> int:
-    latest = (
-        ChainEvent.objects.filter(name="PlatformFeeChanged")
-        .filter(block_number__lt=block)
-        .order_by("-block_number", "-log_index")
-        .first()
-    )
-    same_block = (
-        ChainEvent.objects.filter(name="PlatformFeeChanged", block_number=block, log_index__lt=log_index)
-        .order_by("-log_index")
-        .first()
-    )
-    event = same_block or latest
-    return int(event.args["bps"]) if event else 0
+def _credit_role(event: ChainEvent, sold_model_id: str) -> str:
+    """Who a purchase's credit event pays, by the event's name and the model it names."""
+    if event.name == "PlatformFeeCredited":
+        return LedgerLine.Role.PLATFORM
+    if event.name == "OverpaymentCredited":
+        return LedgerLine.Role.OVERPAYMENT
+    return LedgerLine.Role.VENDOR if event.args["modelId"].lower() == sold_model_id else LedgerLine.Role.UPSTREAM
 
 
 def ledger_apply(events: Iterable[ChainEvent]) -> int:
@@ -67,8 +67,6 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
         tx_events.sort(key=lambda e: e.log_index)
         open_entry: LedgerEntry | None = None
         credited: list[LedgerLine] = []
-        seen_own_model = 0
-        fee_expected = False
         for event in tx_events:
             args = event.args
             if event.name == "LicensePurchased":
@@ -81,21 +79,14 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
                     expires_at=None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=dt_timezone.utc),
                 )
                 open_entry._sold_version = versions.at(open_entry.model_id, open_entry.block_number)
-                credited, seen_own_model = [], 0
-                fee_expected = int(args["price"]) * _fee_bps_at(event.block_number, event.log_index) // 10_000 > 0
+                credited = []
                 written += 1
-            elif event.name in ("RoyaltyCredited", "OverpaymentCredited") and open_entry is not None:
-                payee = to_checksum_address(args.get("payee") or args.get("payer"))
-                model_id = args["modelId"].lower()
-                if event.name == "OverpaymentCredited":
-                    role = LedgerLine.Role.OVERPAYMENT
-                elif model_id != open_entry.model_id:
-                    role = LedgerLine.Role.UPSTREAM
-                else:
-                    # the contract credits the fee first, then ancestors, then the bought model's vendor
-                    role = LedgerLine.Role.PLATFORM if (seen_own_model == 0 and fee_expected) else LedgerLine.Role.VENDOR
-                    seen_own_model += 1
-                credited.append(_line(open_entry, credit_account(payee), payee, role, model_id, int(args["amount"]), event.log_index))
+            elif event.name in CREDIT_EVENTS and open_entry is not None:
+                payee = to_checksum_address(args[CREDIT_EVENTS[event.name]])
+                role = _credit_role(event, open_entry.model_id)
+                credited.append(
+                    _line(open_entry, credit_account(payee), payee, role, args["modelId"].lower(), int(args["amount"]), event.log_index)
+                )
             elif event.name == "Withdrawn":
                 payee = to_checksum_address(args["payee"])
                 amount = int(args["amount"])
@@ -198,8 +189,8 @@ def _accounts(events: list[ChainEvent]) -> set[str]:
         args = event.args
         if event.name == "LicensePurchased":
             accounts.add(wallet_account(to_checksum_address(args["payer"])))
-        elif event.name in ("RoyaltyCredited", "OverpaymentCredited"):
-            accounts.add(credit_account(to_checksum_address(args.get("payee") or args.get("payer"))))
+        elif event.name in CREDIT_EVENTS:
+            accounts.add(credit_account(to_checksum_address(args[CREDIT_EVENTS[event.name]])))
         elif event.name == "Withdrawn":
             payee = to_checksum_address(args["payee"])
             accounts |= {credit_account(payee), wallet_account(payee)}
@@ -282,7 +273,8 @@ def ledger_reconcile() -> list[ReconciliationAlert]:
     payees = set(
         LedgerLine.objects.filter(account__startswith="credit:").values_list("address", flat=True).distinct()
     )
-    payees |= {to_checksum_address(a) for a in ChainEvent.objects.filter(name="RoyaltyCredited").values_list("args__payee", flat=True)}
+    for name in ("RoyaltyCredited", "PlatformFeeCredited"):  # credited on chain, even if the ledger missed it
+        payees |= {to_checksum_address(a) for a in ChainEvent.objects.filter(name=name).values_list(f"args__{CREDIT_EVENTS[name]}", flat=True)}
     alerts = []
     with chain_errors():
         for payee in sorted(payees):

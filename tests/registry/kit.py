@@ -22,14 +22,19 @@ ZERO = b"\x00" * 32
 
 
 @functools.cache
-def compile_test_contract(name: str) -> dict:
-    """Compile contracts/test/<name>.sol with contracts/compile.js (once per session)."""
+def compile_contract(source: str, name: str) -> dict:
+    """Compile `name` from `source` (relative to the repository) with contracts/compile.js (once per session)."""
     out = Path(tempfile.mkdtemp(prefix="hallmark-contracts-"))
     subprocess.run(
-        ["node", "contracts/compile.js", "--out", str(out), f"contracts/test/{name}.sol:{name}"],
+        ["node", "contracts/compile.js", "--out", str(out), f"{source}:{name}"],
         cwd=ROOT, check=True, capture_output=True, timeout=120,
     )
     return json.loads((out / f"{name}.json").read_text())
+
+
+def compile_test_contract(name: str) -> dict:
+    """Compile contracts/test/<name>.sol (once per session)."""
+    return compile_contract(f"contracts/test/{name}.sol", name)
 
 
 def deploy(name: str, *args, sender: str):

@@ -7,10 +7,12 @@ from fractions import Fraction
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
+from web3.logs import DISCARD
 
+from registry import chain as chain_mod
 from royalties.rules import LineageNode, royalty_split
 
-from .kit import ZERO, Registry, deploy, slug_hash
+from .kit import ZERO, Registry, compile_contract, deploy, slug_hash
 
 MAX_UINT64 = 2**64 - 1
 
@@ -311,6 +313,7 @@ def test_worked_example_fee_then_cascade_sums_to_the_price(reg, chain):
     model_c = reg.create(c, "c", price=10**18, parent=model_b, bps=3000)
     receipt = reg.buy(buyer, model_c)
     credited = {(e["payee"], e["modelId"]): e["amount"] for e in reg.events(receipt, "RoyaltyCredited")}
+    credited |= {(e["recipient"], e["modelId"]): e["amount"] for e in reg.events(receipt, "PlatformFeeCredited")}
     assert credited == {
         (fee_recipient, model_c): 25 * 10**15,  # 2.5% of 1 ETH
         (b, model_b): 234 * 10**15,  # 0.975 * 30% * 80%
@@ -319,6 +322,51 @@ def test_worked_example_fee_then_cascade_sums_to_the_price(reg, chain):
     }
     assert sum(credited.values()) == 10**18
     assert owner  # the owner set the fee at deployment (250 bps to account 9)
+
+
+def credit_logs(reg, receipt) -> list[tuple[str, str, bytes, int]]:
+    """The purchase's credit events in log order: (event, payee, model id, amount)."""
+    payee_of = {"PlatformFeeCredited": "recipient", "RoyaltyCredited": "payee", "OverpaymentCredited": "payer"}
+    logs = []
+    for name, payee in payee_of.items():
+        for event in getattr(reg.c.events, name)().process_receipt(receipt, errors=DISCARD):
+            logs.append((event["logIndex"], name, event["args"][payee], event["args"]["modelId"], event["args"]["amount"]))
+    return [log[1:] for log in sorted(logs)]
+
+
+def test_the_platform_fee_is_credited_by_its_own_event_right_after_the_purchase(reg, chain):
+    fee_recipient = chain.account(9).address
+    root = reg.create(reg.addr(1), "root")
+    child = reg.create(reg.addr(2), "child", price=10_000, parent=root, bps=5000)
+    receipt = reg.buy(reg.addr(3), child, value=10_007)
+    [purchased] = reg.c.events.LicensePurchased().process_receipt(receipt, errors=DISCARD)
+    [fee] = reg.c.events.PlatformFeeCredited().process_receipt(receipt, errors=DISCARD)
+    assert dict(fee["args"]) == {"recipient": fee_recipient, "modelId": child, "amount": 250}  # 2.5% of 10,000 wei
+    assert fee["logIndex"] == purchased["logIndex"] + 1
+    assert credit_logs(reg, receipt) == [
+        ("PlatformFeeCredited", fee_recipient, child, 250),
+        ("RoyaltyCredited", reg.addr(1), root, 4875),  # 50% of the 9,750 that remain
+        ("RoyaltyCredited", reg.addr(2), child, 4875),
+        ("OverpaymentCredited", reg.addr(3), child, 7),
+    ]
+    assert reg.f.creditOf(fee_recipient).call() == 250
+    # the platform's share is never a royalty, even when the platform is the bought model's vendor
+    own = reg.create(fee_recipient, "house", price=10_000)
+    assert credit_logs(reg, reg.buy(reg.addr(3), own)) == [
+        ("PlatformFeeCredited", fee_recipient, own, 250), ("RoyaltyCredited", fee_recipient, own, 9750),
+    ]
+    assert reg.f.creditOf(fee_recipient).call() == 250 + 10_000
+
+
+def test_the_fee_event_names_the_recipient_of_the_moment_and_is_omitted_when_the_fee_is_zero(reg):
+    owner, treasury = reg.addr(0), reg.addr(8)
+    model_id = reg.create(reg.addr(1), "tiny", price=39)
+    assert credit_logs(reg, reg.buy(reg.addr(3), model_id)) == [("RoyaltyCredited", reg.addr(1), model_id, 39)]  # 2.5% of 39 floors to 0
+    reg.send(reg.f.setPlatformFee(1000, treasury), owner)
+    assert credit_logs(reg, reg.buy(reg.addr(4), model_id))[0] == ("PlatformFeeCredited", treasury, model_id, 3)
+    reg.send(reg.f.setPlatformFee(0, treasury), owner)
+    assert credit_logs(reg, reg.buy(reg.addr(5), model_id)) == [("RoyaltyCredited", reg.addr(1), model_id, 39)]
+    assert reg.f.creditOf(treasury).call() == 3
 
 
 def test_withdraw_moves_exactly_the_credit(reg, vendor):
@@ -379,6 +427,35 @@ def test_ownership_moves_in_two_steps(reg):
     assert reg.f.owner().call() == owner
     reg.send(reg.f.acceptOwnership(), successor)
     assert reg.f.owner().call() == successor
+
+
+# ------------------------------------------------------------------------------- the interface
+
+# what the contract inherits from OpenZeppelin (Ownable2Step, EIP712, Nonces, ECDSA, the guard):
+# documented by OpenZeppelin's own interfaces, not by IModelRegistry
+OPENZEPPELIN_ABI = {
+    "acceptOwnership", "eip712Domain", "owner", "pendingOwner", "renounceOwnership", "transferOwnership",
+    "EIP712DomainChanged", "OwnershipTransferStarted", "OwnershipTransferred",
+    "ECDSAInvalidSignature", "ECDSAInvalidSignatureLength", "ECDSAInvalidSignatureS", "InvalidAccountNonce",
+    "InvalidShortString", "OwnableInvalidOwner", "OwnableUnauthorizedAccount", "ReentrancyGuardReentrantCall", "StringTooLong",
+}
+
+
+def abi_signatures(abi: list[dict]) -> set[tuple]:
+    return {
+        (item["type"], item["name"], tuple((i["type"], i.get("indexed")) for i in item["inputs"]),
+         tuple(o["type"] for o in item.get("outputs", ())), item.get("stateMutability"))
+        for item in abi if "name" in item
+    }
+
+
+def test_the_interface_declares_every_function_event_and_error_of_the_contract():
+    interface = compile_contract("contracts/IModelRegistry.sol", "IModelRegistry")["abi"]
+    contract = chain_mod.load_artifact()["abi"]
+    own = {sig for sig in abi_signatures(contract) if sig[1] not in OPENZEPPELIN_ABI}
+    assert abi_signatures(interface) == own
+    names = [item["name"] for item in interface if item["type"] == "function"]
+    assert names.count("purchaseLicense") == 2 and "PlatformFeeCredited" in {i["name"] for i in interface}
 
 
 # ------------------------------------------------------------------------------- the Python rule

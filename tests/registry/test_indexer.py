@@ -163,3 +163,29 @@ def test_index_chain_command_runs_the_indexer_once(indexed, live_version):
     out = io.StringIO()
     call_command("index_chain", stdout=out)
     assert "indexed to block" in out.getvalue() and mirror() == chain_logs(indexed)
+
+
+def test_indexing_a_purchase_keeps_the_hot_path_caches(indexed, live_version, make_party, django_capture_on_commit_callbacks):
+    """A purchase only adds a licence and credits (LicensePurchased, RoyaltyCredited,
+    PlatformFeeCredited): nothing a cache keeps can be made wrong by it, so every process keeps
+    its caches; a revocation clears them."""
+    from registry.models import CacheGeneration
+
+    with django_capture_on_commit_callbacks(execute=True):  # the bump runs after the commit
+        indexer_run()  # the publication itself does clear them
+    before = CacheGeneration.objects.get(pk=1).value
+    buyer = make_party("buyer", indexed.keys[2])
+    purchase(indexed, live_version.model.chain_model_id, buyer.key)
+    with django_capture_on_commit_callbacks(execute=True):
+        indexer_run()
+    names = set(ChainEvent.objects.filter(name__in=["LicensePurchased", "RoyaltyCredited", "PlatformFeeCredited"]).values_list("name", flat=True))
+    assert names == {"LicensePurchased", "RoyaltyCredited", "PlatformFeeCredited"}
+    assert CacheGeneration.objects.get(pk=1).value == before
+
+    Registry(indexed).send(
+        chain_mod.registry_contract().functions.revokeVersion(bytes.fromhex(live_version.model.chain_model_id[2:]), 1, b"\x01" * 32),
+        live_version.model.vendor.address,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        indexer_run()
+    assert CacheGeneration.objects.get(pk=1).value > before

@@ -8,6 +8,7 @@ from fractions import Fraction
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from web3.logs import DISCARD
 
 from royalties.rules import LineageNode, royalty_split
 from royalties.services import royalty_preview
@@ -33,6 +34,17 @@ def exact_shares(price: int, fee_bps: int, bps_chain: list[int]) -> list[Fractio
         shares.append(reaching * (10_000 - bps) / 10_000)
         reaching = reaching * bps / 10_000
     return shares + [Fraction(0)] * (len(bps_chain) - len(shares))
+
+
+def credits_in_log_order(reg, receipt) -> list[dict]:
+    """The purchase's PlatformFeeCredited and RoyaltyCredited events in log order, the fee's
+    `recipient` named `payee` like a royalty's."""
+    logs = [(e["logIndex"], "PlatformFeeCredited", dict(e["args"])) for e in reg.c.events.PlatformFeeCredited().process_receipt(receipt, errors=DISCARD)]
+    logs += [(e["logIndex"], "RoyaltyCredited", dict(e["args"])) for e in reg.c.events.RoyaltyCredited().process_receipt(receipt, errors=DISCARD)]
+    return [
+        {"event": name, "payee": args.get("recipient", args.get("payee")), "modelId": args["modelId"], "amount": args["amount"]}
+        for _, name, args in sorted(logs, key=lambda log: log[0])
+    ]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -66,11 +78,12 @@ def test_one_purchase_credits_exactly_the_price_by_the_rule(anvil, levels, fee_b
 
         receipt = reg.buy(buyer, bytes.fromhex(lineage[0].model_id[2:]), value=price + overpay)
 
-        events = reg.events(receipt, "RoyaltyCredited")
+        events = credits_in_log_order(reg, receipt)
         assert sum(e["amount"] for e in events) == price
         expected = royalty_split(price_wei=price, platform_fee_bps=fee_bps, platform_recipient=fee_recipient, lineage=lineage)
-        assert [(e["payee"], "0x" + e["modelId"].hex(), e["amount"]) for e in events] == [
-            (c.payee, c.model_id, c.amount_wei) for c in expected
+        # the platform's share comes as PlatformFeeCredited (first), every other share as RoyaltyCredited
+        assert [(e["event"], e["payee"], "0x" + e["modelId"].hex(), e["amount"]) for e in events] == [
+            ("PlatformFeeCredited" if c.role == "platform" else "RoyaltyCredited", c.payee, c.model_id, c.amount_wei) for c in expected
         ]
         assert [(c["payee"], c["model_id"], c["amount_wei"]) for c in preview["credits"]] == [
             (e["payee"], "0x" + e["modelId"].hex(), e["amount"]) for e in events

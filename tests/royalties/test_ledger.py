@@ -11,6 +11,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from registry.indexer import indexer_run
+from registry.models import ChainEvent
 from royalties.ledger import credit_account, last_balance, ledger_balance, ledger_reconcile
 from royalties.models import LedgerEntry, LedgerLine, ReconciliationAlert
 from royalties.selectors import format_eth
@@ -108,6 +109,45 @@ def test_rebuilding_from_events_gives_the_same_ledger(market):
     LedgerEntry.objects.all().delete()
     call_command("rebuild_ledger", stdout=io.StringIO())
     assert snapshot_ledger() == before and before
+
+
+def purchase_lines(receipt) -> dict[str, tuple[str, int]]:
+    tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+    return {line.role: (line.address, int(line.amount_wei)) for line in LedgerLine.objects.filter(entry__tx_hash=tx_hash)}
+
+
+def test_the_platform_line_comes_from_the_fee_event_even_when_no_fee_history_was_indexed(chain, settings, vendor, live_version, make_party):
+    """A mirror started after the deployment (REGISTRY_DEPLOY_BLOCK later than it) never sees the
+    PlatformFeeChanged that set the fee; the fee's line is still the platform's, not the vendor's."""
+    settings.CONFIRMATIONS = 1
+    settings.REGISTRY_DEPLOY_BLOCK = Registry(chain).w3.eth.block_number + 1  # after the fee was set
+    alice = make_party("alice", chain.keys[2])
+    receipt = purchase(chain, live_version.model.chain_model_id, alice.key)
+    indexer_run()
+    assert not ChainEvent.objects.filter(name="PlatformFeeChanged").exists()
+    assert ChainEvent.objects.filter(name="PlatformFeeCredited").count() == 1
+    fee = 10**15 * 250 // 10_000
+    assert purchase_lines(receipt) == {
+        "payer": (alice.address, -(10**15)), "platform": (chain.account(9).address, fee), "vendor": (vendor.address, 10**15 - fee),
+    }
+    assert ledger_reconcile() == []
+
+
+def test_a_reorg_takes_the_platform_fee_line_away_with_its_purchase(chain, settings, live_version, make_party):
+    settings.CONFIRMATIONS = 1
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    alice, bob = make_party("alice", chain.keys[2]), make_party("bob", chain.keys[3])
+    kept = purchase(chain, live_version.model.chain_model_id, alice.key)
+    removed = purchase(chain, live_version.model.chain_model_id, bob.key)
+    indexer_run()
+    platform, fee = chain.account(9).address, 10**15 * 250 // 10_000
+    assert purchase_lines(removed)["platform"] == (platform, fee) and ledger_balance(address=platform) == 2 * fee
+
+    chain.rpc("anvil_reorg", [1, []])  # bob's purchase leaves the chain
+    assert indexer_run().rolled_back_to is not None
+    assert purchase_lines(removed) == {} and purchase_lines(kept)["platform"] == (platform, fee)
+    assert ledger_balance(address=platform) == Registry(chain).f.creditOf(platform).call() == fee
+    assert ledger_reconcile() == []
 
 
 def test_a_purchase_the_indexer_has_not_seen_is_not_drift(chain, market, make_party):
