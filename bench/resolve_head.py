@@ -156,9 +156,9 @@ def profile_in_process(env: dict, resolve_path: str, token: str, requests_n: int
     import marketplace.authentication as authentication
     import marketplace.services as services
     import marketplace.services.downloads as downloads
+    from bench.throttles import DownloadThrottle
     from marketplace import selectors
     from marketplace.api import huggingface
-    from marketplace.api.throttles import DownloadThrottle
 
     client = Client()
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
@@ -192,9 +192,11 @@ def profile_in_process(env: dict, resolve_path: str, token: str, requests_n: int
     timer.wrap(selectors, "model_get_by_repo", "model_get_by_repo (model + vendor + parent)")
     timer.wrap(selectors, "version_resolve", "version_resolve (`main` -> latest live version)")
     timer.wrap(selectors, "artifact_get", "artifact_get (the file's row)")
-    timer.wrap(services, "download_authorize", "download_authorize (wallets + licence check)")
+    # the resolve view reaches these through download_start (the module's own names are wrapped)
+    owner = downloads if hasattr(downloads, "download_start") else services
+    timer.wrap(owner, "download_authorize", "download_authorize (wallets + licence check)")
     timer.wrap(downloads, "license_check", "  of which license_check (License mirror query)")
-    timer.wrap(services, "download_record", "download_record (INSERT Download; GET only since 74374d9)")
+    timer.wrap(owner, "download_record", "download_record (INSERT Download; GET only since 74374d9)")
     timer.wrap(huggingface, "file_response", "file_response (the file's headers)")
     try:
         start = time.perf_counter()

@@ -1,5 +1,6 @@
 """Errors a marketplace user can meet: each has a stable `code`, an HTTP status and a message
-that says what to do. The API renders them as `{"code": ..., "message": ...}` (docs/errors.md).
+that says what to do. The API renders them as `{"code": ..., "message": ...}` (marketplace/api/errors.py);
+the codes are listed in docs/api.md#errors.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ class NotFound(MarketplaceError):
 class Conflict(MarketplaceError):
     code = "conflict"
     status = 409
+
+
+class Gone(MarketplaceError):
+    """It existed and was withdrawn for good (a revoked version)."""
+
+    code = "gone"
+    status = 410
 
 
 class Unavailable(MarketplaceError):

@@ -63,7 +63,27 @@ class Vendor(TimeStamped):
 
 
 class Model(TimeStamped):
-    """A vendor's model: terms and lineage, registered on chain under `chain_model_id`."""
+    """A vendor's model: terms and lineage, registered on chain under `chain_model_id`.
+
+    States (`status`), and the one service that makes each change (marketplace/services/):
+
+        model_create          model_submit_signature             model_mark_live
+        ----------> awaiting_signature ----------> pending_chain ------------------> live
+                         |                          |    ^                            |
+                         |                          |    +----------------------------+
+                         |   model_mark_failed      |       model_mark_pending_again
+                         |   (relay reverted)       v       (a reorg removed ModelCreated)
+                         |                        failed
+                         |                          |
+                         +--------------------------+---> live: model_mark_live
+                                                           (the vendor's own createModel)
+
+    `model_mark_live` is called by the relayer (`model_anchor`), the indexer (`ModelCreated`,
+    marketplace/projections.py) and the portal's receipt check (`model_register_from_tx`):
+    whichever comes first; a model already live stays as it is. Terms (`price_wei`,
+    `license_duration`, `listed`) follow `TermsChanged` in any state. The catalog columns
+    (`latest_version_number` ...) follow the versions (`model_catalog_refresh`).
+    """
 
     class Status(models.TextChoices):
         AWAITING_SIGNATURE = "awaiting_signature", "waiting for the vendor's signature"
@@ -113,7 +133,37 @@ class Model(TimeStamped):
 
 
 class Version(TimeStamped):
-    """One published (or in-progress) version: files, manifest, signature, chain anchor."""
+    """One published (or in-progress) version: files, manifest, signature, chain anchor.
+
+    States (`status`), and the one service that makes each change (marketplace/services/):
+
+        version_create   version_finalize   version_hash_and_inspect
+        -----> draft ------------> hashing ------------------> awaiting_signature
+                                      |                               |
+                version_mark_rejected |        version_submit_signature (number taken,
+                (a bad file; runs     v         outbox row queued)   |
+                 that kept dying)  rejected                           v
+                                                  +----------- pending_chain <---------+
+                                                  |                   |                |
+                              version_mark_failed |  version_mark_live|  version_mark_ |
+                              (relay reverted, or |  (relayer receipt |  pending_again |
+                               chain_mismatch:    |   or indexer,     |  (a reorg      |
+                               the number went    |   first wins)     v   removed it)  |
+                               elsewhere)         +--> failed       live --------------+
+                                                         ^            |
+                                                         +------------+ version_mark_failed
+                                                         (the chain holds another digest
+                                                          under this number: chain_mismatch)
+
+        version_adopt (a VersionPublished this marketplace never sent) ---> live, adopted=True
+        version_adoption_undo (a reorg removed that event) ---> the row is deleted
+
+    A failed version has no number (the chain's version of it is adopted). Revocation is a
+    flag beside the state, set from the chain only: `version_revoke` builds the vendor's wallet
+    call, `version_mark_revoked` / `version_mark_unrevoked` follow `VersionRevoked` and its
+    reorg. Every change from pending_chain on is in services/states.py and owns its side effects
+    (cache generation, catalog refresh, re-queued anchor task).
+    """
 
     class Status(models.TextChoices):
         DRAFT = "draft", "draft: uploading files"

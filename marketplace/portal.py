@@ -1,4 +1,5 @@
-"""The vendor portal (/portal/...): thin views over the same services and selectors as the API.
+"""The vendor portal (/portal/...): thin views over the same services and selectors as the API
+(rules live in services: a wallet call to revoke, to register, to change terms, is built there).
 
 Every object is looked up through the signed-in user (a vendor sees and changes only their own
 models and drafts: anything else is a 404). The portal never holds a key: transactions and
@@ -22,9 +23,10 @@ from royalties.selectors import format_eth, statement_build, statement_daily_sal
 
 from . import selectors, services
 from .cards import render_card
-from .errors import MarketplaceError
+from .errors import MarketplaceError, NotFound
 from .forms import ModelCreateForm, ModelEditForm, SignupForm, TermsFields, VendorForm
-from .models import Model, Version, Wallet
+from .models import Model, Version
+from .presenters import chain_context, royalty_credits_withdrawable
 
 
 def signup(request):
@@ -42,33 +44,23 @@ def _vendor_or_none(user):
 
 
 def _own_model(request, slug: str) -> Model:
-    model = Model.objects.select_related("vendor", "parent__vendor").filter(vendor__user=request.user, slug=slug).first()
-    if model is None:
-        raise Http404("no such model of yours")
-    return model
+    try:
+        return selectors.model_get_owned(user=request.user, slug=slug)
+    except NotFound as exc:  # anyone else's model is not there at all
+        raise Http404(exc.message) from exc
 
 
 def _own_version(request, slug: str, version_id: int) -> Version:
-    version = Version.objects.select_related("model__vendor").filter(
-        pk=version_id, model__slug=slug, model__vendor__user=request.user
-    ).first()
-    if version is None:
-        raise Http404("no such draft of yours")
-    return version
-
-
-def _chain_context() -> dict:
     try:
-        address = chain.registry_address()
-    except chain.ChainError:
-        address = ""
-    return {"chain_id": settings.CHAIN_ID, "registry_address": address}
+        return selectors.version_get_owned(user=request.user, slug=slug, version_id=version_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
 
 
 @login_required
 def dashboard(request):
     vendor = _vendor_or_none(request.user)
-    wallets = list(Wallet.objects.filter(user=request.user).values_list("address", flat=True))
+    wallets = list(selectors.wallet_addresses(user=request.user))
     form = VendorForm(request.POST or None, wallets=wallets)
     if request.method == "POST" and vendor is None and form.is_valid():
         try:
@@ -87,8 +79,8 @@ def dashboard(request):
 
 @login_required
 def wallet(request):
-    wallets = Wallet.objects.filter(user=request.user).order_by("created_at")
-    return render(request, "marketplace/portal/wallet.html", {"wallets": wallets, **_chain_context()})
+    wallets = [{"address": address} for address in selectors.wallet_addresses(user=request.user)]
+    return render(request, "marketplace/portal/wallet.html", {"wallets": wallets, **chain_context()})
 
 
 @login_required
@@ -116,20 +108,14 @@ def model_new(request):
 @login_required
 def model_manage(request, slug):
     model = _own_model(request, slug)
-    create_call = None
-    if model.status == Model.Status.AWAITING_SIGNATURE:
-        message = model.typed_data["message"]
-        create_call = chain.call_data(
-            "createModel", bytes.fromhex(message["slugHash"][2:]), int(message["price"]), int(message["licenseDuration"]),
-            bytes.fromhex(message["parentId"][2:]), int(message["upstreamBps"]),
-        )
+    create_call = services.model_create_call(model=model)
     terms_form = TermsFields(initial={
         "price_eth": format_eth(model.price_wei).split(" ")[0], "perpetual": model.license_duration == 0,
         "duration_days": model.license_duration // 86400 or None,
     })
     return render(request, "marketplace/portal/model_manage.html", {
         "model": model, "versions": model.versions.order_by("-created_at"), "create_call": create_call,
-        "terms_form": terms_form, "card_html": render_card(model.card), **_chain_context(),
+        "terms_form": terms_form, "card_html": render_card(model.card), **chain_context(),
     })
 
 
@@ -171,11 +157,11 @@ def terms_call(request, slug):
     form = TermsFields(request.POST)
     if not form.is_valid():
         return JsonResponse({"code": "invalid_input", "message": "check the terms", "fields": form.errors}, status=400)
-    listed = request.POST.get("listed", "on") == "on"
-    call = chain.call_data(
-        "setTerms", bytes.fromhex(model.chain_model_id[2:]), form.cleaned_data["price_eth"], form.cleaned_data["license_duration"], listed
+    call = services.model_terms_call(
+        model=model, price_wei=form.cleaned_data["price_eth"], license_duration=form.cleaned_data["license_duration"],
+        listed=request.POST.get("listed", "on") == "on",
     )
-    return JsonResponse({**call, "from": model.vendor.address})
+    return JsonResponse(call)
 
 
 @login_required
@@ -195,7 +181,7 @@ def version_new(request, slug):
 def version_page(request, slug, version_id):
     version = _own_version(request, slug, version_id)
     return render(request, "marketplace/portal/version.html", {
-        "model": version.model, "version": version, "chunk_size": settings.PORTAL_UPLOAD_CHUNK_SIZE, **_chain_context(),
+        "model": version.model, "version": version, "chunk_size": settings.PORTAL_UPLOAD_CHUNK_SIZE, **chain_context(),
     })
 
 
@@ -204,13 +190,11 @@ def version_page(request, slug, version_id):
 def revoke_call(request, slug, version_id):
     """`{to, data}` of `revokeVersion(model, version, reason)` for the vendor's wallet to send."""
     version = _own_version(request, slug, version_id)
-    reason = (request.POST.get("reason") or "").strip()
-    if not version.number or version.status != Version.Status.LIVE:
-        return JsonResponse({"code": "invalid_state", "message": "only a live version can be revoked"}, status=409)
-    if not reason or len(reason.encode()) > 32:
-        return JsonResponse({"code": "invalid_input", "message": "give a short reason (at most 32 bytes)"}, status=400)
-    call = chain.call_data("revokeVersion", bytes.fromhex(version.model.chain_model_id[2:]), version.number, reason.encode().ljust(32, b"\0"))
-    return JsonResponse({**call, "from": version.model.vendor.address})
+    try:
+        call = services.version_revoke(version=version, reason=request.POST.get("reason") or "")
+    except MarketplaceError as exc:
+        return _json_error(exc)
+    return JsonResponse(call)
 
 
 def _svg_bars(days: list[tuple[date, int, int]]) -> dict:
@@ -230,7 +214,7 @@ def _svg_bars(days: list[tuple[date, int, int]]) -> dict:
 @login_required
 def royalties_page(request):
     vendor = _vendor_or_none(request.user)
-    addresses = list(Wallet.objects.filter(user=request.user).values_list("address", flat=True))
+    addresses = list(selectors.wallet_addresses(user=request.user))
     end_day = date.today()
     start_day = end_day - timedelta(days=29)
     start = datetime.combine(start_day, time.min, tzinfo=timezone.utc)
@@ -238,15 +222,8 @@ def royalties_page(request):
     statement = statement_build(addresses=addresses, start=start, end=end, lines_limit=0)
     daily = statement_daily_sales(addresses=addresses, start=start, end=end)
     per_day = {day: daily.get(day, (0, 0)) for day in (start_day + timedelta(days=i) for i in range(30))}
-    withdrawable = []
-    try:
-        contract = chain.registry_contract()
-        with chain.chain_errors():
-            for address in addresses:
-                withdrawable.append({"address": address, "wei": contract.functions.creditOf(address).call()})
-        chain_ok = True
-    except chain.ChainError:
-        chain_ok = False
+    credits = royalty_credits_withdrawable(addresses=addresses)
+    chain_ok = credits is not None
     shown = {s["model_id"] for s in statement.sales} | {m for r in statement.royalties_from_downstream for m in (r["downstream_model_id"], r["your_model_id"])}
     repos = {m.chain_model_id: m.repo_id for m in Model.objects.select_related("vendor").filter(chain_model_id__in=shown)}
     downstream = [
@@ -259,22 +236,8 @@ def royalties_page(request):
         "vendor": vendor, "chart": _svg_bars([(d, v[0], v[1]) for d, v in per_day.items()]),
         "sales": sales, "downstream": downstream, "statement": statement,
         "closing": format_eth(statement.closing_balance_wei), "earned": format_eth(statement.earned_wei),
-        "withdrawable": [{**w, "eth": format_eth(w["wei"])} for w in withdrawable], "chain_ok": chain_ok,
+        "withdrawable": [{"address": c.address, "wei": c.wei, "eth": format_eth(c.wei)} for c in credits or []], "chain_ok": chain_ok,
         "withdraw_call": chain.call_data("withdraw") if chain_ok else None,
-        "start": start_day, "end": end_day, **_chain_context(),
+        "start": start_day, "end": end_day, **chain_context(),
     })
 
-
-def public_version_checks(model: Model, versions) -> dict[int, dict]:
-    """For the public page: each live version checked against the chain (digest, revocation)."""
-    from registry.verification import versions_on_chain
-
-    try:
-        checks = versions_on_chain([(model.chain_model_id, v.number, v.root_digest) for v in versions])
-    except chain.ChainError:
-        return {}
-    return {v.pk: check for v, check in zip(versions, checks)}
-
-
-def lineage_tree(model: Model) -> list[Model]:
-    return list(reversed(selectors.model_lineage(model=model)))

@@ -3,16 +3,29 @@
 The chain is the source of truth: a version whose recorded digest disagrees with the chain is
 marked failed with `chain_mismatch` and is never served. A `VersionPublished` the marketplace
 never sent (the vendor's own wallet, another tool) is adopted: a live Version row with
-`adopted=True`, the digests and signer from the event, and no files hosted here."""
+`adopted=True`, the digests and signer from the event, and no files hosted here.
+
+Every state change goes through its one writer in services/states.py (the relayer path calls
+the same functions), which owns the side effects: cache generation, catalog refresh, re-queued
+anchor tasks."""
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from registry.models import ChainEvent
-from registry.services import transaction_requeue
 
 from .models import Model, Version
+from .services.states import (
+    chain_mismatch_message,
+    model_mark_live,
+    model_mark_pending_again,
+    version_adopt,
+    version_adoption_undo,
+    version_mark_failed,
+    version_mark_live,
+    version_mark_pending_again,
+    version_mark_revoked,
+    version_mark_unrevoked,
+)
 
 
 def apply(events: list[ChainEvent]) -> None:
@@ -20,7 +33,6 @@ def apply(events: list[ChainEvent]) -> None:
         handler = _APPLY.get(event.name)
         if handler:
             handler(event)
-    _refresh_catalog(events)
 
 
 def rollback(events: list[ChainEvent]) -> None:
@@ -28,15 +40,6 @@ def rollback(events: list[ChainEvent]) -> None:
         handler = _ROLLBACK.get(event.name)
         if handler:
             handler(event)
-    _refresh_catalog(events)
-
-
-def _refresh_catalog(events: list[ChainEvent]) -> None:
-    from .services import model_catalog_refresh
-
-    touched = {e.args["modelId"].lower() for e in events if e.name in ("VersionPublished", "VersionRevoked")}
-    for pk in Model.objects.filter(chain_model_id__in=touched).values_list("pk", flat=True):
-        model_catalog_refresh(model_id=pk)
 
 
 def _model(event: ChainEvent) -> Model | None:
@@ -46,7 +49,7 @@ def _model(event: ChainEvent) -> Model | None:
 def _model_created(event: ChainEvent) -> None:
     model = _model(event)
     if model and model.status != Model.Status.LIVE and model.vendor.address == event.args["vendor"]:
-        Model.objects.filter(pk=model.pk).update(status=Model.Status.LIVE, error_code="", error_message="")
+        model_mark_live(model_id=model.pk)
 
 
 def _terms_changed(event: ChainEvent) -> None:
@@ -66,51 +69,34 @@ def _version_published(event: ChainEvent) -> None:
         if version is not None:
             # ours lost the number to a publication made elsewhere: it is not on chain, and never
             # will be under this number; the vendor signs it again for the next one
-            from .services.versions import published_elsewhere_message
-
-            Version.objects.filter(pk=version.pk).update(
-                status=Version.Status.FAILED,
-                number=None,
-                error_code="chain_mismatch",
-                error_message=published_elsewhere_message(model.repo_id, number, chain_digest),
+            version_mark_failed(
+                version_id=version.pk,
+                code="chain_mismatch",
+                message=chain_mismatch_message(repo_id=model.repo_id, number=number, chain_digest=chain_digest),
+                expected_status=None,
             )
-        _adopt(model, event)
+        version_adopt(
+            model=model,
+            number=number,
+            root_digest=chain_digest[2:],
+            metadata_digest=event.args["metadataDigest"].lower()[2:],
+            signer=event.args["signer"],
+            block=event.block_number,
+        )
         return
-    updates = {"published_block": event.block_number, "signer": event.args["signer"]}
-    if version.status == Version.Status.PENDING_CHAIN:
-        updates.update(status=Version.Status.LIVE, error_code="", error_message="")
-    Version.objects.filter(pk=version.pk).update(**updates)
-
-
-def _adopt(model: Model, event: ChainEvent) -> None:
-    """Mirror a version published on chain without this marketplace: shown (digests, signer,
-    block, revocation) with no files hosted here; `main` never names it (selectors)."""
-    Version.objects.create(
-        model=model,
-        number=int(event.args["version"]),
-        status=Version.Status.LIVE,
-        adopted=True,
-        root_digest=event.args["rootDigest"].lower()[2:],
-        metadata_digest=event.args["metadataDigest"].lower()[2:],
-        signer=event.args["signer"],
-        published_block=event.block_number,
-    )
+    version_mark_live(version_id=version.pk, block=event.block_number, signer=event.args["signer"])
 
 
 def _version_revoked(event: ChainEvent) -> None:
     model = _model(event)
     if model:
-        model.versions.filter(number=int(event.args["version"])).update(revoked=True, revoked_reason=event.args["reason"])
+        version_mark_revoked(model=model, number=int(event.args["version"]), reason=event.args["reason"])
 
 
 def _undo_model_created(event: ChainEvent) -> None:
-    from .tasks import model_anchor_task
-
     model = _model(event)
-    if model and model.status == Model.Status.LIVE and model.create_transaction_id:
-        transaction_requeue(transaction_id=model.create_transaction_id)
-        Model.objects.filter(pk=model.pk).update(status=Model.Status.PENDING_CHAIN)
-        transaction.on_commit(lambda: model_anchor_task.delay(model.pk))
+    if model:
+        model_mark_pending_again(model_id=model.pk)
 
 
 def _undo_terms(event: ChainEvent) -> None:
@@ -128,8 +114,6 @@ def _undo_terms(event: ChainEvent) -> None:
 
 
 def _undo_version_published(event: ChainEvent) -> None:
-    from .tasks import version_anchor_task
-
     model = _model(event)
     if model is None:
         return
@@ -137,18 +121,15 @@ def _undo_version_published(event: ChainEvent) -> None:
     if version is None:
         return
     if version.adopted:  # it came from this event alone
-        version.delete()
-        return
-    if version.publish_transaction_id:
-        transaction_requeue(transaction_id=version.publish_transaction_id)
-    Version.objects.filter(pk=version.pk).update(status=Version.Status.PENDING_CHAIN, published_block=None)
-    transaction.on_commit(lambda: version_anchor_task.delay(version.pk))
+        version_adoption_undo(version_id=version.pk)
+    else:
+        version_mark_pending_again(version_id=version.pk)
 
 
 def _undo_version_revoked(event: ChainEvent) -> None:
     model = _model(event)
     if model:
-        model.versions.filter(number=int(event.args["version"])).update(revoked=False, revoked_reason="")
+        version_mark_unrevoked(model=model, number=int(event.args["version"]))
 
 
 _APPLY = {

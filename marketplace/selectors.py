@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-from django.db.models import QuerySet, Subquery
+from django.db.models import Q, QuerySet, Subquery
 
 from registry.caching import LocalCache
 
 from .errors import NotFound
-from .models import Artifact, Model, Version
+from .models import Artifact, Model, Version, Wallet
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 VERSION_RE = re.compile(r"^v([1-9][0-9]{0,8})$")
@@ -24,6 +24,30 @@ def model_get_by_repo(*, vendor_slug: str, model_slug: str, live_only: bool = Tr
     if model is None:
         raise NotFound(f"repository {vendor_slug}/{model_slug} not found", code="RepoNotFound")
     return model
+
+
+def wallet_addresses(*, user) -> QuerySet[str]:
+    """The addresses of the wallets `user` linked (proved by SIWE), oldest first. A queryset: a
+    filter such as `licensee__in=` uses it as a subquery, `list(...)` reads it."""
+    return Wallet.objects.filter(user=user).order_by("created_at", "pk").values_list("address", flat=True)
+
+
+def model_get_owned(*, user, slug: str) -> Model:
+    """The model `slug` of the vendor `user`; NotFound (model_not_found) for anyone else's."""
+    model = Model.objects.select_related("vendor", "parent__vendor").filter(vendor__user=user, slug=slug).first()
+    if model is None:
+        raise NotFound(f"you have no model named {slug!r}", code="model_not_found")
+    return model
+
+
+def version_get_owned(*, user, slug: str, version_id: int) -> Version:
+    """Version `version_id` (the draft's id, not its number) of the vendor's model `slug`;
+    NotFound (model_not_found, version_not_found) otherwise."""
+    model = model_get_owned(user=user, slug=slug)
+    version = model.versions.filter(pk=version_id).first()
+    if version is None:
+        raise NotFound(f"{model.repo_id} has no version draft #{version_id}", code="version_not_found")
+    return version
 
 
 def live_versions(*, model: Model) -> QuerySet[Version]:
@@ -130,8 +154,6 @@ def model_search(
     ordering: str = "newest",
 ) -> QuerySet[Model]:
     """The public catalog, filtered: live listed models with at least one live version."""
-    from django.db.models import Q
-
     qs = model_list_public().filter(latest_version_number__isnull=False)
     if q:
         qs = qs.filter(Q(slug__icontains=q) | Q(name__icontains=q) | Q(description__icontains=q) | Q(vendor__slug__icontains=q))

@@ -1,8 +1,8 @@
 """Clear the download hot path's caches (registry/caching.py) when what they hold changes.
 
 Saves and deletes of these models reach every process within HOT_CACHE_CHECK_SECONDS; changes
-made with queryset.update() bump the generation where they are made (the indexer, the relayer's
-version confirmation)."""
+made with queryset.update() bump the generation where they are made: the state changes in
+marketplace/services/states.py, and the indexer for the events it applies."""
 
 from django.contrib.auth import get_user_model
 from django.db.models.signals import post_delete, post_save

@@ -1,17 +1,15 @@
 """Public pages: the home page, a vendor's page, a model's page."""
 
-from django.conf import settings
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
-from registry import chain
 from royalties.selectors import format_eth
 
 from . import selectors
 from .cards import render_card
 from .errors import NotFound
 from .models import Model, Vendor
-from .portal import lineage_tree, public_version_checks
+from .presenters import chain_context, model_lineage_root_first, version_chain_checks
 
 
 def home(request):
@@ -30,7 +28,7 @@ def model_page(request, vendor, model):
     except NotFound as exc:
         raise Http404(str(exc)) from exc
     versions = list(selectors.live_versions(model=model_obj).prefetch_related("artifacts"))
-    checks = public_version_checks(model_obj, versions)
+    checks = version_chain_checks(model=model_obj, versions=versions)
     entries = [
         {
             "version": v,
@@ -44,13 +42,9 @@ def model_page(request, vendor, model):
     # the download example names a file of the newest version hosted here (not an adopted one)
     hosted = next((e for e in entries if not e["version"].adopted and e["files"]), None)
     first = hosted["files"][0] if hosted else None
-    try:
-        registry_address = chain.registry_address()
-    except chain.ChainError:
-        registry_address = ""
     return render(request, "marketplace/model.html", {
-        "model": model_obj, "versions": entries, "card_html": render_card(model_obj.card), "lineage": lineage_tree(model_obj),
+        "model": model_obj, "versions": entries, "card_html": render_card(model_obj.card), "lineage": model_lineage_root_first(model=model_obj),
         "price_eth": format_eth(model_obj.price_wei), "duration_days": model_obj.license_duration // 86400,
         "upstream_percent": model_obj.upstream_bps / 100, "first_file": first.path if first else "<file>",
-        "registry_address": registry_address, "chain_id": settings.CHAIN_ID,
+        **chain_context(),
     })

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from django.db.models import F
 from django.views import View
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
 from ..authentication import authenticate
 from ..errors import MarketplaceError
-from ..models import Download, Version
-from .errors import error_response
+from ..models import Version
+from .errors import error_from, error_response
 from .files import file_response
 from .throttles import download_rate_wait, rate_limit_ident
 
@@ -65,6 +66,7 @@ def _info(version: Version) -> dict:
 class ModelInfoView(APIView):
     """`GET /api/models/{repo}` and `/api/models/{repo}/revision/{rev}`."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT, description="the model's info as the Hugging Face Hub answers it (`id`, `sha`, `siblings`, ...)")
     def get(self, request, vendor, model, revision="main"):
         repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
         version = selectors.version_resolve(model=repo, revision=unquote(revision))
@@ -74,6 +76,11 @@ class ModelInfoView(APIView):
 class ModelTreeView(APIView):
     """`GET /api/models/{repo}/tree/{rev}[/{path}]?recursive=true`."""
 
+    @extend_schema(
+        responses={200: {"type": "array", "items": {"type": "object"}}},
+        parameters=[OpenApiParameter("recursive", bool, description="list the files in folders too")],
+        description="the files of a revision as the Hugging Face Hub lists them (`type`, `path`, `size`, `oid`, `lfs`)",
+    )
     def get(self, request, vendor, model, revision, path=""):
         repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
         version = selectors.version_resolve(model=repo, revision=unquote(revision))
@@ -124,56 +131,37 @@ class ResolveView(View):
         try:
             user, token = authenticate(request)
         except MarketplaceError as exc:
-            return error_response(exc.code, exc.message, exc.status, {"WWW-Authenticate": "Bearer", **exc.headers})
+            return error_from(exc, {"WWW-Authenticate": "Bearer"})
         wait = download_rate_wait(rate_limit_ident(request, user))
         if wait is not None:
             return error_response(
                 "rate_limited", f"too many requests for this account; retry in {wait} s", 429, {"Retry-After": str(wait)}
             )
-        revision = unquote(revision)
-        repo_id = f"{vendor}/{model}"
-        record = dict(user=user, token=token, repo_id=repo_id, revision=revision, path=path, method=request.method)
-        version = artifact = grant = None
         try:
-            artifact = selectors.artifact_for_download(vendor_slug=vendor, model_slug=model, revision=revision, path=path)
-            if artifact is not None:
-                version = artifact.version
-            else:  # something is missing: find out what, for the client's precise error
-                repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
-                version = selectors.version_resolve(model=repo, revision=revision)
-                artifact = selectors.artifact_get(version=version, path=path)
-            if version.revoked:
-                raise MarketplaceError(
-                    f"v{version.number} of {repo_id} was revoked by its vendor; use another revision",
-                    code="VersionRevoked", status=410, headers={"X-Repo-Commit": version.commit_sha},
-                )
-            grant = services.download_authorize(user=user, version=version)
+            start = services.download_start(
+                user=user, token=token, vendor_slug=vendor, model_slug=model, revision=unquote(revision), path=path,
+                method=request.method,
+            )
         except MarketplaceError as exc:
-            if request.method == "GET":  # every download attempt is recorded; a HEAD is not one
-                services.download_record(**record, version=version, artifact=artifact, status_code=exc.status, error_code=exc.code)
-            return error_response(exc.code, exc.message, exc.status, exc.headers)
-
-        if request.method != "GET":
-            return file_response(
-                artifact, commit=version.commit_sha, method=request.method,
-                range_header=request.META.get("HTTP_RANGE"), on_done=lambda sent, start: None,
-            )
-        download = services.download_record(
-            **record, version=version, artifact=artifact, grant=grant, status_code=200
-        )
-
-        def done(bytes_sent: int, range_start: int | None) -> None:
-            Download.objects.filter(pk=download.pk).update(
-                bytes_sent=F("bytes_sent") + bytes_sent, range_start=range_start
-            )
+            return error_from(exc)
+        download = start.download
+        if download is None:  # a HEAD
+            on_done = _nothing_sent
+        else:
+            def on_done(bytes_sent: int, range_start: int | None) -> None:
+                services.download_finish(download=download, bytes_sent=bytes_sent, range_start=range_start)
 
         response = file_response(
-            artifact,
-            commit=version.commit_sha,
+            start.artifact,
+            commit=start.version.commit_sha,
             method=request.method,
             range_header=request.META.get("HTTP_RANGE"),
-            on_done=done,
+            on_done=on_done,
         )
-        if response.status_code != 200:
-            Download.objects.filter(pk=download.pk).update(status_code=response.status_code)
+        if download is not None and response.status_code != 200:
+            services.download_answered(download=download, status_code=response.status_code)
         return response
+
+
+def _nothing_sent(bytes_sent: int, range_start: int | None) -> None:
+    """A HEAD sends no body, and is not recorded."""

@@ -9,6 +9,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from itertools import islice
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
@@ -16,7 +18,8 @@ from rest_framework.views import APIView
 
 from royalties.selectors import format_eth, licenses_held, purchase_history, statement_build, statement_lines
 
-from ..models import Model, Wallet
+from .. import selectors
+from ..models import Model
 
 
 def money(wei: int) -> dict:
@@ -58,13 +61,15 @@ class StatementView(APIView):
     wallets (the payees) earned and withdrew, with opening and closing balances (UTC days)."""
 
     permission_classes = [permissions.IsAuthenticated]
+    FilterSerializer = StatementQuery
 
+    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR})
     def get(self, request):
-        query = StatementQuery(data=request.query_params)
+        query = self.FilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
         start, end = _day(params["start"]), _day(params["end"]) + timedelta(days=1)
-        addresses = list(Wallet.objects.filter(user=request.user).values_list("address", flat=True))
+        addresses = list(selectors.wallet_addresses(user=request.user))
         if params.get("format") == "csv" or "text/csv" in request.META.get("HTTP_ACCEPT", ""):
             return self._csv(statement_lines(addresses=addresses, start=start, end=end), params)
         page, size = params["page"], params["page_size"]
@@ -161,8 +166,9 @@ class LicensesView(APIView):
 
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
-        addresses = list(Wallet.objects.filter(user=request.user).values_list("address", flat=True))
+        addresses = list(selectors.wallet_addresses(user=request.user))
         held = licenses_held(addresses=addresses)
         history = purchase_history(addresses=addresses)
         repos = _repo_ids({h.model_id for h in held} | {e.model_id for e in history})

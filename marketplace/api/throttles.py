@@ -31,11 +31,6 @@ class _PerAccount(SimpleRateThrottle):
         return f"throttle:{self.scope}:{rate_limit_ident(request, getattr(request, 'user', None))}"
 
 
-class DownloadThrottle(_PerAccount):
-    scope = "download"
-    setting = "DOWNLOAD_RATE_LIMIT"
-
-
 class ApiThrottle(_PerAccount):
     scope = "api"
     setting = "API_RATE_LIMIT"

@@ -13,22 +13,22 @@ import base64
 import binascii
 from email.utils import format_datetime
 
-from django.http import HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import services
+from ..authentication import authenticate
 from ..errors import InvalidInput, MarketplaceError, NotAuthenticated, NotFound
 from ..models import Model, Upload, Version
 from ..services import uploads as upload_services
+from .errors import error_from
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
 
 
 def _tus_headers(response: HttpResponse, upload: Upload | None = None) -> HttpResponse:
-    from django.conf import settings
-
     response["Tus-Resumable"] = TUS_VERSION
     response["Tus-Version"] = TUS_VERSION
     response["Tus-Extension"] = EXTENSIONS
@@ -45,9 +45,7 @@ def _tus_headers(response: HttpResponse, upload: Upload | None = None) -> HttpRe
 
 
 def _error(exc: MarketplaceError) -> HttpResponse:
-    response = JsonResponse({"code": exc.code, "message": exc.message}, status=exc.status)
-    response["X-Error-Code"] = exc.code
-    return _tus_headers(response)
+    return _tus_headers(error_from(exc))
 
 
 class _CsrfCheck(CsrfViewMiddleware):
@@ -57,13 +55,10 @@ class _CsrfCheck(CsrfViewMiddleware):
 
 def _authenticate(request):
     """The bearer token's user, else the session's (which must pass the CSRF check)."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header:
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key:
-            raise NotAuthenticated("use `Authorization: Bearer <API token>`", code="invalid_token")
-        return services.api_token_authenticate(key.strip()).user
-    if request.user.is_authenticated:
+    user, token = authenticate(request)
+    if token is not None:
+        return user
+    if user.is_authenticated:
         check = _CsrfCheck(lambda req: None)
         check.process_request(request)
         reason = check.process_view(request, None, (), {})

@@ -11,15 +11,31 @@ from .accounts import (
 )
 from .catalog import (
     model_anchor,
-    model_catalog_refresh,
     model_create,
+    model_create_call,
     model_register_from_tx,
     model_submit_signature,
+    model_terms_call,
     model_update,
 )
-from .downloads import download_authorize, download_record
+from .downloads import download_answered, download_authorize, download_finish, download_record, download_start
 from .recovery import pending_chain_resume
 from .retention import expired_records_purge
+from .states import (
+    chain_mismatch_message,
+    model_catalog_refresh,
+    model_mark_failed,
+    model_mark_live,
+    model_mark_pending_again,
+    version_adopt,
+    version_adoption_undo,
+    version_mark_failed,
+    version_mark_live,
+    version_mark_pending_again,
+    version_mark_rejected,
+    version_mark_revoked,
+    version_mark_unrevoked,
+)
 from .uploads import upload_append, upload_create, upload_get, upload_terminate, uploads_expire
 from .versions import (
     artifact_upload,
@@ -27,6 +43,7 @@ from .versions import (
     version_create,
     version_finalize,
     version_hash_and_inspect,
+    version_revoke,
     version_submit_signature,
 )
 
@@ -46,8 +63,11 @@ __all__ = [
     "api_token_expiry",
     "api_token_revoke",
     "artifact_upload",
+    "download_answered",
     "download_authorize",
+    "download_finish",
     "download_record",
+    "download_start",
     "model_anchor",
     "model_create",
     "model_submit_signature",
@@ -59,4 +79,19 @@ __all__ = [
     "version_submit_signature",
     "siwe_nonce_create",
     "siwe_sign_in",
+    "chain_mismatch_message",
+    "model_mark_failed",
+    "model_mark_live",
+    "model_mark_pending_again",
+    "version_adopt",
+    "version_adoption_undo",
+    "version_mark_failed",
+    "version_mark_live",
+    "version_mark_pending_again",
+    "version_mark_rejected",
+    "version_mark_revoked",
+    "version_mark_unrevoked",
+    "model_create_call",
+    "model_terms_call",
+    "version_revoke",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 
@@ -18,12 +17,11 @@ from registry.services import RelayerBudgetExceeded, TransactionFailed, transact
 from ..cards import card_front_matter
 from ..errors import Conflict, InvalidInput, TooManyRequests, Unavailable
 from ..models import Model, Vendor
+from .states import model_mark_failed, model_mark_live
 
-logger = logging.getLogger(__name__)
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 MAX_UINT96 = 2**96 - 1
 MAX_UINT64 = 2**64 - 1
-MAX_CATALOG_PARAMETERS = 2**63 - 1  # Model.parameter_count is a (positive) bigint
 
 
 def _chain_unavailable(exc: Exception) -> Unavailable:
@@ -154,56 +152,39 @@ def model_anchor(*, model_id: int) -> Model:
     try:
         transaction_process(transaction_id=model.create_transaction_id)
     except TransactionFailed as exc:
-        Model.objects.filter(pk=model.pk).update(
-            status=Model.Status.FAILED, error_code=exc.error_code, error_message=str(exc)
-        )
-        return Model.objects.get(pk=model.pk)
+        return model_mark_failed(model_id=model.pk, code=exc.error_code, message=str(exc))
     except ChainError as exc:
         if isinstance(exc, ChainUnavailable):
             raise
+        # not a state change: still pending, the task retries; the vendor sees why meanwhile
         Model.objects.filter(pk=model.pk).update(error_code=exc.code, error_message=str(exc))
         raise
-    Model.objects.filter(pk=model.pk).update(status=Model.Status.LIVE, error_code="", error_message="")
+    model_mark_live(model_id=model.pk)
     return Model.objects.get(pk=model.pk)
 
 
-def model_catalog_refresh(*, model_id: int) -> None:
-    """Copy the latest live, unrevoked version's facts onto the model, for search. A version
-    adopted from the chain (published outside Hallmark) has no files or facts here: the catalog
-    describes the latest version a buyer can download from us, as `main` does."""
-    from ..models import Version
-
-    latest = (
-        Version.objects.filter(model_id=model_id, status=Version.Status.LIVE, revoked=False, adopted=False)
-        .order_by("-number")
-        .first()
-    )
-    meta = (latest.metadata or {}) if latest else {}
-    if not isinstance(meta, dict):
-        meta = {}
-    # the metadata comes from the vendor's files: a value the catalog columns cannot hold is left
-    # out (and logged), never written, since this runs inside the chain indexer's transaction
-    formats = meta.get("formats") or []
-    formats = [f for f in formats if isinstance(f, str) and f] if isinstance(formats, list) else []
-    file_formats = ("," + ",".join(dict.fromkeys(formats)) + ",") if formats else ""
-    parameters = meta.get("parameter_count")
-    if parameters is not None and (isinstance(parameters, bool) or not isinstance(parameters, int) or not 0 <= parameters <= MAX_CATALOG_PARAMETERS):
-        logger.warning("model %s v%s: parameter count %.60r is out of the catalog's range; not listed", model_id, latest.number, parameters)
-        parameters = None
-    if len(file_formats) > 64:
-        logger.warning("model %s v%s: file formats %.80r do not fit the catalog; not listed", model_id, latest.number, file_formats)
-        file_formats = ""
-    Model.objects.filter(pk=model_id).update(
-        latest_version_number=latest.number if latest else None,
-        architecture=_catalog_text(meta.get("architecture")),
-        quantization=_catalog_text(meta.get("quantization")),
-        file_formats=file_formats,
-        parameter_count=parameters,
+def model_create_call(*, model: Model) -> dict[str, str] | None:
+    """`{to, data}` of `createModel` with the terms of the model's `CreateModel` message, for a
+    vendor who registers from their own wallet instead of signing for the relayer; None unless
+    the model still waits for that."""
+    if model.status != Model.Status.AWAITING_SIGNATURE:
+        return None
+    message = model.typed_data["message"]
+    return chain.call_data(
+        "createModel",
+        bytes.fromhex(message["slugHash"][2:]),
+        int(message["price"]),
+        int(message["licenseDuration"]),
+        bytes.fromhex(message["parentId"][2:]),
+        int(message["upstreamBps"]),
     )
 
 
-def _catalog_text(value) -> str:
-    return value[:64] if isinstance(value, str) else ""
+def model_terms_call(*, model: Model, price_wei: int, license_duration: int, listed: bool) -> dict[str, str]:
+    """`{to, data, from}` of `setTerms` for the vendor's own wallet to send (terms change on
+    chain; the indexer copies them here from `TermsChanged`)."""
+    call = chain.call_data("setTerms", bytes.fromhex(model.chain_model_id[2:]), price_wei, license_duration, listed)
+    return {**call, "from": model.vendor.address}
 
 
 def model_update(*, model: Model, name: str, description: str, card: str) -> Model:
@@ -241,5 +222,5 @@ def model_register_from_tx(*, model: Model, tx_hash: str) -> Model:
     ]
     if receipt["status"] != 1 or not created or created[0]["args"]["vendor"] != model.vendor.address:
         raise InvalidInput("that transaction did not register this model for your wallet", code="not_this_model")
-    Model.objects.filter(pk=model.pk).update(status=Model.Status.LIVE, error_code="", error_message="")
+    model_mark_live(model_id=model.pk)
     return Model.objects.get(pk=model.pk)

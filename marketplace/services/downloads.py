@@ -1,16 +1,20 @@
-"""Downloads: who may fetch a version's file (licence on chain), and the record of every attempt."""
+"""Downloads: which file a request names, who may fetch it (licence on chain), and the record of
+every attempt. The resolve view (marketplace/api/huggingface.py) calls `download_start`, streams
+the file, then `download_finish`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import F
 from django.utils import timezone
 
 from registry.caching import LocalCache
 from royalties.services import LicenseCheckUnavailable, license_check, license_mirror_hit
 
-from ..errors import Forbidden, NotAuthenticated, Unavailable
-from ..models import ApiToken, Artifact, Download, Version, Wallet
+from .. import selectors
+from ..errors import Forbidden, Gone, MarketplaceError, NotAuthenticated, Unavailable
+from ..models import ApiToken, Artifact, Download, Version
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,63 @@ class DownloadGrant:
     source: str  # "owner", "mirror", "chain" or "unconfirmed" (a purchase not yet CONFIRMATIONS deep)
 
 
+@dataclass(frozen=True)
+class DownloadStart:
+    """A download allowed to go ahead: the file, its version, the licence that allows it, and the
+    record of it (None for a HEAD, which is not a download)."""
+
+    version: Version
+    artifact: Artifact
+    grant: DownloadGrant
+    download: Download | None
+
+
 _grants = LocalCache("licence-grants")
+
+
+def download_start(
+    *, user, token: ApiToken | None, vendor_slug: str, model_slug: str, revision: str, path: str, method: str
+) -> DownloadStart:
+    """Find the file `<vendor>/<model>` names at `revision` and `path`, and allow its download.
+
+    Raises NotFound (RepoNotFound, RevisionNotFound, EntryNotFound), Gone (VersionRevoked: the
+    vendor revoked that version), NotAuthenticated/Forbidden (GatedRepo) or Unavailable (the
+    licence cannot be checked). Every GET is recorded, refused or not; a HEAD is not (fleets
+    poll with it, and a warm HEAD makes no database query)."""
+    record = dict(user=user, token=token, repo_id=f"{vendor_slug}/{model_slug}", revision=revision, path=path, method=method)
+    version = artifact = None
+    try:
+        artifact = selectors.artifact_for_download(vendor_slug=vendor_slug, model_slug=model_slug, revision=revision, path=path)
+        if artifact is not None:
+            version = artifact.version
+        else:  # something is missing: find out what, for the client's precise error
+            repo = selectors.model_get_by_repo(vendor_slug=vendor_slug, model_slug=model_slug)
+            version = selectors.version_resolve(model=repo, revision=revision)
+            artifact = selectors.artifact_get(version=version, path=path)
+        if version.revoked:
+            raise Gone(
+                f"v{version.number} of {record['repo_id']} was revoked by its vendor; use another revision",
+                code="VersionRevoked", headers={"X-Repo-Commit": version.commit_sha},
+            )
+        grant = download_authorize(user=user, version=version)
+    except MarketplaceError as exc:
+        if method == "GET":
+            download_record(**record, version=version, artifact=artifact, status_code=exc.status, error_code=exc.code)
+        raise
+    download = None
+    if method == "GET":
+        download = download_record(**record, version=version, artifact=artifact, grant=grant, status_code=200)
+    return DownloadStart(version=version, artifact=artifact, grant=grant, download=download)
+
+
+def download_finish(*, download: Download, bytes_sent: int, range_start: int | None) -> None:
+    """Record what was sent once the server is done with the body (a client may stop early)."""
+    Download.objects.filter(pk=download.pk).update(bytes_sent=F("bytes_sent") + bytes_sent, range_start=range_start)
+
+
+def download_answered(*, download: Download, status_code: int) -> None:
+    """Record an answer other than 200 to an allowed GET (206 for a range, 416 past the end, 302 to storage)."""
+    Download.objects.filter(pk=download.pk).update(status_code=status_code)
 
 
 def download_authorize(*, user, version: Version) -> DownloadGrant:
@@ -43,9 +103,9 @@ def download_authorize(*, user, version: Version) -> DownloadGrant:
 def _authorize(user, model) -> tuple[DownloadGrant, float | None]:
     if model.vendor.user_id == user.pk:
         return DownloadGrant(model.vendor.address, "owner"), None
-    mirrored = license_mirror_hit(model_id=model.chain_model_id, licensees=Wallet.objects.filter(user=user).values("address"))
+    mirrored = license_mirror_hit(model_id=model.chain_model_id, licensees=selectors.wallet_addresses(user=user))
     if mirrored is None:
-        wallets = list(Wallet.objects.filter(user=user).values_list("address", flat=True))
+        wallets = list(selectors.wallet_addresses(user=user))
         try:
             mirrored = license_check(model_id=model.chain_model_id, wallets=wallets)
         except LicenseCheckUnavailable as exc:

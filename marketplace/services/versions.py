@@ -24,7 +24,6 @@ from hallmark.manifest import (
     validate_relative_path,
 )
 from registry import chain
-from registry.caching import cache_generation_bump
 from registry.inspection import MAX_PARAMETERS, InspectionError, file_kind
 from registry.models import ChainTransaction
 from registry.sandbox import FileResult, InspectionAborted, Limits, files_hash_and_inspect
@@ -33,7 +32,8 @@ from registry.services import TransactionFailed, transaction_events, transaction
 from ..errors import Conflict, InvalidInput, Unavailable
 from ..models import Artifact, Model, Version
 from ..storage import local_copy
-from .catalog import model_catalog_refresh, sponsored_enqueue
+from .catalog import sponsored_enqueue
+from .states import chain_mismatch_message, version_mark_failed, version_mark_live, version_mark_rejected
 from .uploads import PUT_MARK, upload_whole
 
 
@@ -157,7 +157,7 @@ def version_hash_and_inspect(*, version_id: int) -> Version:
         model = version.model
         metadata = _version_metadata(model, files, facts)
     except InspectionError as exc:
-        return _version_reject(version.pk, code=exc.code, message=str(exc))
+        return version_mark_rejected(version_id=version.pk, code=exc.code, message=str(exc))
 
     manifest = build_statement(model.repo_id, files)
     with transaction.atomic():
@@ -188,8 +188,8 @@ def inspection_limits(*, total_bytes: int) -> Limits:
 def version_inspection_abandon(*, version_id: int) -> Version:
     """Reject a version whose hashing runs all died (`inspection_failed`): no further attempt."""
     version = Version.objects.get(pk=version_id)
-    return _version_reject(
-        version_id,
+    return version_mark_rejected(
+        version_id=version_id,
         code="inspection_failed",
         message=(
             f"hashing and inspecting this version's files was started {version.hash_attempts} times and never "
@@ -197,13 +197,6 @@ def version_inspection_abandon(*, version_id: int) -> Version:
             "was lost. Check the files (a damaged or hostile model file can do this) and upload them in a new version"
         ),
     )
-
-
-def _version_reject(version_id: int, *, code: str, message: str) -> Version:
-    Version.objects.filter(pk=version_id, status=Version.Status.HASHING).update(
-        status=Version.Status.REJECTED, error_code=code, error_message=message, updated_at=timezone.now()
-    )
-    return Version.objects.get(pk=version_id)
 
 
 def version_submit_signature(*, version: Version, signature: str) -> Version:
@@ -295,40 +288,46 @@ def version_anchor(*, version_id: int) -> Version:
             elsewhere = _published_elsewhere(version)
             if elsewhere:
                 code, message = "chain_mismatch", elsewhere
-        Version.objects.filter(pk=version.pk, status=Version.Status.PENDING_CHAIN).update(
-            status=Version.Status.FAILED, number=None, error_code=code, error_message=message
-        )
-        return Version.objects.get(pk=version.pk)
+        return version_mark_failed(version_id=version.pk, code=code, message=message)
     published = [e for e in transaction_events(tx) if e["event"] == "VersionPublished"]
     if published:
         args = published[0]["args"]
         if int(args["version"]) != version.number or bytes(args["rootDigest"]).hex() != version.root_digest:
-            Version.objects.filter(pk=version.pk).update(
-                status=Version.Status.FAILED,
-                number=None,  # the chain's version of that number is adopted by the indexer
-                error_code="chain_mismatch",
-                error_message="the chain recorded a different version or digest than this one",
+            # whatever its state now: the chain holds something else under this number
+            return version_mark_failed(
+                version_id=version.pk,
+                code="chain_mismatch",
+                message=chain_mismatch_message(),
+                expected_status=None,
             )
-            return Version.objects.get(pk=version.pk)
-    Version.objects.filter(pk=version.pk, number__isnull=False).exclude(status=Version.Status.LIVE).update(
-        status=Version.Status.LIVE, published_block=tx.block_number, error_code="", error_message=""
+    return version_mark_live(version_id=version.pk, block=tx.block_number)
+
+
+REVOKE_REASON_MAX_BYTES = 32  # the contract's `bytes32 reason`
+
+
+def version_revoke(*, version: Version, reason: str) -> dict[str, str]:
+    """The vendor revokes a live version: `{to, data, from}` of `revokeVersion(modelId, version,
+    reason)` for their own wallet to send (only the model's vendor may revoke on chain, and the
+    marketplace holds no vendor key). Nothing changes here until the indexer sees `VersionRevoked`
+    (`version_mark_revoked`). Conflict (`invalid_state`) unless the version is live; InvalidInput
+    (`invalid_input`) without a reason or past 32 bytes of UTF-8."""
+    reason = (reason or "").strip()
+    if not version.number or version.status != Version.Status.LIVE:
+        raise Conflict("only a live version can be revoked", code="invalid_state")
+    if not reason or len(reason.encode()) > REVOKE_REASON_MAX_BYTES:
+        raise InvalidInput(f"give a short reason (at most {REVOKE_REASON_MAX_BYTES} bytes)", code="invalid_input")
+    call = chain.call_data(
+        "revokeVersion",
+        bytes.fromhex(version.model.chain_model_id[2:]),
+        version.number,
+        reason.encode().ljust(REVOKE_REASON_MAX_BYTES, b"\0"),
     )
-    cache_generation_bump()  # `main` of this model now names the new version
-    model_catalog_refresh(model_id=version.model_id)
-    return Version.objects.get(pk=version.pk)
+    return {**call, "from": version.model.vendor.address}
 
 
 def _unsettled(tx: ChainTransaction | None) -> bool:
     return tx is not None and tx.status not in (ChainTransaction.Status.CONFIRMED, ChainTransaction.Status.FAILED)
-
-
-def published_elsewhere_message(repo_id: str, number: int, chain_digest: str) -> str:
-    """What a vendor reads when their pending version lost its number to a publication made
-    outside Hallmark (their own wallet, another tool)."""
-    return (
-        f"v{number} of {repo_id} was published on chain outside Hallmark (root digest {chain_digest}), so this "
-        f"version was not published as v{number}; sign it again as a new version: it gets the next number"
-    )
 
 
 def _published_elsewhere(version: Version) -> str:
@@ -346,7 +345,7 @@ def _published_elsewhere(version: Version) -> str:
         return ""
     if digest == bytes(32) or digest.hex() == version.root_digest:
         return ""
-    return published_elsewhere_message(model.repo_id, version.number, "0x" + digest.hex())
+    return chain_mismatch_message(repo_id=model.repo_id, number=version.number, chain_digest="0x" + digest.hex())
 
 
 def _next_number(model: Model, *, chain_required: bool = True) -> int:

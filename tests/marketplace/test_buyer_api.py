@@ -105,6 +105,12 @@ def test_purchase_helper_needs_a_licensee_and_refuses_a_second_perpetual(chain, 
     assert again.status_code == 409 and again.json()["code"] == "already_licensed"
 
 
+def test_a_model_the_chain_does_not_know_cannot_be_bought_and_says_so(chain, live_version):
+    live_version.model.__class__.objects.filter(pk=live_version.model_id).update(chain_model_id="0x" + "ab" * 32)  # a reset chain
+    answer = APIClient().get(f"/api/v1/models/acme/tiny/purchase?licensee={chain.account(2).address}")
+    assert answer.status_code == 409 and answer.json()["code"] == "model_not_on_chain"
+
+
 def test_royalty_preview_follows_the_contract_rule(chain, catalog):
     body = APIClient().get(f"/api/v1/models/acme/tiny-chat/royalties?price_wei={10**18}").json()
     amounts = {c["role"]: int(c["amount_wei"]) for c in body["credits"]}

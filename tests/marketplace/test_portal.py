@@ -9,6 +9,7 @@ from django.test import Client
 
 from marketplace.cards import render_card
 from marketplace.models import Model
+from registry import chain as chain_mod
 from tests.conftest import publish
 
 pytestmark = pytest.mark.django_db
@@ -124,3 +125,18 @@ def test_password_reset_sends_an_email(two_vendors, mailoutbox):
     owner.user.save()
     response = Client().post("/portal/password-reset", {"email": "owner@example.com"})
     assert response.status_code == 302 and len(mailoutbox) == 1 and "/portal/reset/" in mailoutbox[0].body
+
+
+def test_revoking_takes_a_live_version_and_a_short_reason_and_gives_the_vendors_wallet_the_call(two_vendors):
+    owner, _, version, draft = two_vendors
+    client = logged_in(owner)
+    refused = client.post(f"/portal/models/tiny/versions/{draft.pk}/revoke-call", {"reason": "leaked"})
+    assert refused.status_code == 409 and refused.json()["code"] == "invalid_state"
+    for reason in ("", " ", "x" * 33, "é" * 17):  # none, or more than 32 bytes of UTF-8
+        refused = client.post(f"/portal/models/tiny/versions/{version.pk}/revoke-call", {"reason": reason})
+        assert refused.status_code == 400 and refused.json()["code"] == "invalid_input", reason
+    call = client.post(f"/portal/models/tiny/versions/{version.pk}/revoke-call", {"reason": " leaked "}).json()
+    contract = chain_mod.registry_contract()
+    function, args = contract.decode_function_input(call["data"])
+    assert call["to"] == contract.address and call["from"] == owner.address and function.fn_name == "revokeVersion"
+    assert args["version"] == version.number and args["reason"] == b"leaked".ljust(32, b"\0")
