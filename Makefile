@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run seed test compile check-artifact clean-data screenshots
+.PHONY: install run seed lint test compile check-artifact clean-data screenshots
 CHROMIUM ?= /usr/bin/chromium
 
 install: $(VENV)/.installed node_modules/.installed
@@ -32,8 +32,14 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium
 
-## test: the whole suite against PostgreSQL, Redis + a real Celery worker, anvil and the contract
-test: install $(CHROMIUM)
+## lint: ruff (ruff.toml), the layering contracts (.importlinter, docs/architecture.md), mypy on the client
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	cd client && ../$(VENV)/bin/mypy
+
+## test: lint first (so CI holds it), then the whole suite against PostgreSQL, Redis + a real Celery worker, anvil and the contract
+test: install lint $(CHROMIUM)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
 	$(PY) -m pytest $(PYTEST_ARGS)

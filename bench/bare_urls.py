@@ -12,8 +12,8 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bench.throttles import DownloadThrottle
 from config.urls import urlpatterns as marketplace_urlpatterns
-from marketplace.api.throttles import DownloadThrottle
 
 
 def bare(request):

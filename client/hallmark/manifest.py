@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, Iterable, Protocol
 
 from .errors import UnsafePath
 
@@ -61,7 +61,13 @@ def validate_relative_path(name: str) -> str:
     return name
 
 
-def sha256_stream(stream: BinaryIO, block_size: int = HASH_BLOCK_SIZE) -> tuple[str, int]:
+class ReadableInto(Protocol):
+    """A binary stream that fills a buffer: an open file (`open(path, "rb")`), `io.BytesIO`, ..."""
+
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
+
+
+def sha256_stream(stream: ReadableInto, block_size: int = HASH_BLOCK_SIZE) -> tuple[str, int]:
     """Hex SHA-256 and byte count of a binary stream, read in blocks of `block_size`."""
     digest = hashlib.sha256()
     buffer = bytearray(block_size)

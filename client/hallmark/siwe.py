@@ -44,6 +44,6 @@ def siwe_message(
     return "\n".join(lines)
 
 
-def sign_message(text: str, private_key: str) -> str:
+def sign_message(text: str, private_key: str | bytes) -> str:
     """`personal_sign` of `text` with a local key; 0x-hex signature."""
     return "0x" + bytes(Account.sign_message(encode_defunct(text=text), private_key).signature).hex()

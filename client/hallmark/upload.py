@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from tqdm import tqdm
 from tusclient.client import TusClient
@@ -54,7 +54,7 @@ def upload_file(
     (HEAD); `remember(url)` is called as soon as the server creates an upload (None: forget it).
     """
     client = TusClient(creation_url, headers={"Authorization": f"Bearer {token}"})
-    options = dict(file_path=str(path), client=client, chunk_size=chunk_size, metadata={"filename": name},
+    options: dict[str, Any] = dict(file_path=str(path), client=client, chunk_size=chunk_size, metadata={"filename": name},
                    upload_checksum=True, retries=3, retry_delay=1)
     uploader = None
     if stored_url:

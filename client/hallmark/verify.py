@@ -15,9 +15,12 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .manifest import FileDigest, hash_directory, metadata_digest, root_digest
+
+if TYPE_CHECKING:
+    from web3 import Web3
 
 ZERO32 = b"\x00" * 32
 
@@ -73,7 +76,7 @@ def registry_abi() -> list[dict[str, Any]]:
     return json.loads(resources.files("hallmark").joinpath("abi/ModelRegistry.abi.json").read_text())
 
 
-def connect(rpc_url: str, timeout: float = 10.0):
+def connect(rpc_url: str, timeout: float = 10.0) -> Web3:
     from web3 import Web3
 
     return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
@@ -154,7 +157,7 @@ def verify_directory(
     if result.local_root != result.chain_root:
         _explain_mismatch(result, local, expected)
         return result
-    if names_signed and {f.name for f in local} != {f.name for f in expected}:
+    if names_signed and expected is not None and {f.name for f in local} != {f.name for f in expected}:
         _explain_mismatch(result, local, expected)
         return result
     if signer is None or signer.lower() != vendor.lower():

@@ -3,9 +3,11 @@ the buyer's own key through an RPC node (the marketplace never holds the key) an
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, cast
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
@@ -15,10 +17,13 @@ from ..keys import load_account
 from ..verify import connect
 from .common import api, repo_id
 
+if TYPE_CHECKING:
+    from web3.types import TxParams
+
 POLL_SECONDS = 0.5
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     vendor_slug, slug = repo_id(args.repo)
     rpc_url = args.rpc or os.environ.get("HALLMARK_RPC_URL")
     if not rpc_url:
@@ -47,7 +52,7 @@ def run(args) -> int:
     return 0
 
 
-def _when(value) -> str:
+def _when(value: int | float | str | None) -> str:
     """An expiry (unix seconds, or ISO 8601 from the API) as `until YYYY-MM-DD HH:MM:SS UTC`."""
     if value is None:
         return "no expiry"
@@ -89,7 +94,7 @@ def _send(rpc_url: str, account: LocalAccount, unsigned: dict, timeout: float) -
             "chainId": chain_id,
             "nonce": w3.eth.get_transaction_count(account.address, "pending"),
         }
-        tx["gas"] = w3.eth.estimate_gas(tx)
+        tx["gas"] = w3.eth.estimate_gas(cast("TxParams", tx))
         base_fee = w3.eth.get_block("latest").get("baseFeePerGas")
         if base_fee is None:
             tx["gasPrice"] = w3.eth.gas_price

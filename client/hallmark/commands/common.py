@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from .. import config
@@ -14,14 +15,14 @@ STATE_FOLDERS = (".hallmark", ".cache/huggingface")
 REPO_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)/([A-Za-z0-9][A-Za-z0-9._-]*)$")
 
 
-def endpoint(args) -> str:
+def endpoint(args: argparse.Namespace) -> str:
     url = config.default_endpoint(getattr(args, "endpoint", None))
     if not url:
         raise usage("which marketplace? pass --endpoint URL or set HALLMARK_ENDPOINT (or run `hallmark login --endpoint URL`)")
     return url
 
 
-def api(args, *, token_required: bool = False) -> Api:
+def api(args: argparse.Namespace, *, token_required: bool = False) -> Api:
     url = endpoint(args)
     token = config.token_for(url)
     if token_required and not token:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 from urllib.parse import urlsplit
 
@@ -28,7 +29,7 @@ def endpoint_authority(url: str) -> str:
     return host if port is None or port == _DEFAULT_PORTS.get(parts.scheme.lower()) else f"{host}:{port}"
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     url = endpoint(args)
     account = load_account(args.keystore)
     api = Api(url)

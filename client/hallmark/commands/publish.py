@@ -7,6 +7,8 @@ in the config folder until the version is live (or rejected).
 
 from __future__ import annotations
 
+import argparse
+import functools
 import hashlib
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ POLL_SECONDS = 0.5
 WAITING = {"hashing", "pending_chain"}
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     vendor_slug, slug = repo_id(args.model)
     folder = Path(args.directory)
     if not folder.is_dir():
@@ -146,6 +148,7 @@ def _open_draft(client: Api, base: str, state: config.UploadState, key: str, fil
 
 
 def _upload(client: Api, base: str, version: dict, folder: Path, files: list[FileDigest], state: config.UploadState, prefix: str) -> None:
+    assert client.token is not None  # api(args, token_required=True) refused to start without one
     done = {f["path"] for f in version["files"]}
     creation = client.url(f"{base}/{version['id']}/uploads")
     say(f"uploading {len([f for f in files if f.name not in done])} file(s) to draft #{version['id']} (tus, resumable)")
@@ -156,7 +159,7 @@ def _upload(client: Api, base: str, version: dict, folder: Path, files: list[Fil
         key = f"{prefix}{f.name}|{f.sha256}"
         upload_file(
             creation, client.token, folder / f.name, f.name,
-            stored_url=state.upload_url(key), remember=lambda url, key=key: state.set_upload_url(key, url),
+            stored_url=state.upload_url(key), remember=functools.partial(state.set_upload_url, key),
         )
 
 

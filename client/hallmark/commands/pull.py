@@ -4,16 +4,18 @@ files against the chain and exit with the verification's exit code."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..console import CommandError, say, usage, warn
 from . import verify
 from .common import api, repo_id
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     vendor_slug, slug = repo_id(args.repo)
     repo = f"{vendor_slug}/{slug}"
     client = api(args, token_required=True)
@@ -50,10 +52,10 @@ def run(args) -> int:
     return verify.check(folder, detail["model_id"], entry["number"], rpc_url, registry, as_json=args.json)
 
 
-def _server_error(exc) -> str:
+def _server_error(exc: Exception) -> str:
     """The marketplace's error behind a huggingface_hub HTTP error: `{"code", "message"}` in the
     body, or in `X-Error-Code` / `X-Error-Message` (HEAD answers have no body)."""
-    response = getattr(exc, "response", None)
+    response: Any = getattr(exc, "response", None)
     try:
         body = response.json()
         return f"{body['message']} [{body['code']}]"
@@ -65,14 +67,14 @@ def _server_error(exc) -> str:
     return message + (f" [{code}]" if code else "")
 
 
-def _version_entry(detail: dict, commit: str) -> dict:
+def _version_entry(detail: dict, commit: str | None) -> dict:
     matching = [v for v in detail.get("versions", []) if v.get("commit") == commit]
     if not matching:
         raise CommandError(f"the marketplace lists no live version with commit {commit}")
     return max(matching, key=lambda v: v["number"])
 
 
-def _save(folder: Path, endpoint: str, repo: str, detail: dict, entry: dict, commit: str, revision: str) -> Path:
+def _save(folder: Path, endpoint: str, repo: str, detail: dict, entry: dict, commit: str | None, revision: str | None) -> Path:
     record = {
         "repo_id": repo,
         "endpoint": endpoint,

@@ -8,6 +8,7 @@ The exit code is the outcome (hallmark.verify.Outcome): 0 verified, 3 tampered, 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -29,7 +30,7 @@ VERSION = re.compile(r"^[vV]?([0-9]{1,9})$")
 SAVED = Path(".hallmark") / "version.json"
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     folder = Path(args.directory)
     if not folder.is_dir():
         raise usage(f"{folder} is not a directory")
@@ -47,7 +48,7 @@ def run(args) -> int:
     return check(folder, model_id, int(match.group(1)), rpc_url, registry, as_json=args.json)
 
 
-def chain_options(args, registry_fallback: str | None = None) -> tuple[str, str]:
+def chain_options(args: argparse.Namespace, registry_fallback: str | None = None) -> tuple[str, str]:
     rpc_url = args.rpc or os.environ.get("HALLMARK_RPC_URL")
     registry = args.registry or os.environ.get("HALLMARK_REGISTRY_ADDRESS") or registry_fallback
     if not rpc_url:
@@ -59,7 +60,7 @@ def chain_options(args, registry_fallback: str | None = None) -> tuple[str, str]
     return rpc_url, to_checksum_address(registry)
 
 
-def resolve_model(text: str, args) -> str:
+def resolve_model(text: str, args: argparse.Namespace) -> str:
     if MODEL_ID.match(text):
         return text.lower()
     vendor, _, slug = text.partition("/")
