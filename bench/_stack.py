@@ -203,7 +203,7 @@ class Stack:
                 break
             except Exception:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"anvil exited with {proc.returncode}: {self.log_tail('anvil')}")
+                    raise RuntimeError(f"anvil exited with {proc.returncode}: {self.log_tail('anvil')}") from None
                 time.sleep(0.05)
         else:
             raise RuntimeError("anvil did not answer")
@@ -217,7 +217,7 @@ class Stack:
             stop(proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -137,7 +137,7 @@ class RssSampler:
                 self.peak_kb = max(self.peak_kb, proc_status_kb(pid, "VmRSS") or 0)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 

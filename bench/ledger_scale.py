@@ -266,11 +266,11 @@ class Generator:
             ))
         rows = Model.objects.bulk_create(rows, batch_size=self.batch)
         pk = [m.pk for m in rows]
-        for m, p in zip(rows, parent):
+        for m, p in zip(rows, parent, strict=True):
             m.parent_id = pk[p] if p is not None else None
         Model.objects.bulk_update([m for m in rows if m.parent_id], ["parent"], batch_size=self.batch)
         # creation times spread like the chain's (auto_now_add wrote "now")
-        for m, created in zip(rows, self.model_created):
+        for m, created in zip(rows, self.model_created, strict=True):
             m.created_at = created
         Model.objects.bulk_update(rows, ["created_at"], batch_size=self.batch)
         self.counts["models"] = len(rows)
@@ -362,7 +362,7 @@ class Generator:
         def flush() -> None:
             entries = LedgerEntry.objects.bulk_create([e for e, _ in pending], batch_size=self.batch)
             lines = []
-            for e, (_, kws) in zip(entries, pending):  # in chain order, as the projection writes them
+            for e, (_, kws) in zip(entries, pending, strict=True):  # in chain order, as the projection writes them
                 for kw in kws:
                     running[kw["account"]] += kw["amount_wei"]
                     purchase = e.kind == LedgerEntry.Kind.PURCHASE

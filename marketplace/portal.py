@@ -8,7 +8,7 @@ signatures are made in the vendor's own wallet by the page's scripts (static/mar
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -217,8 +217,8 @@ def royalties_page(request):
     addresses = list(selectors.wallet_addresses(user=request.user))
     end_day = date.today()
     start_day = end_day - timedelta(days=29)
-    start = datetime.combine(start_day, time.min, tzinfo=timezone.utc)
-    end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    start = datetime.combine(start_day, time.min, tzinfo=UTC)
+    end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=UTC)
     statement = statement_build(addresses=addresses, start=start, end=end, lines_limit=0)
     daily = statement_daily_sales(addresses=addresses, start=start, end=end)
     per_day = {day: daily.get(day, (0, 0)) for day in (start_day + timedelta(days=i) for i in range(30))}

@@ -23,7 +23,7 @@ def version_chain_checks(*, model: Model, versions: list[Version]) -> dict[int, 
         checks = versions_on_chain([(model.chain_model_id, v.number, v.root_digest) for v in versions])
     except chain.ChainError:
         return {}
-    return {v.pk: check for v, check in zip(versions, checks)}
+    return {v.pk: check for v, check in zip(versions, checks, strict=True)}
 
 
 def model_lineage_root_first(*, model: Model) -> list[Model]:

@@ -28,7 +28,7 @@ import functools
 import importlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -149,7 +149,7 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
             if hashes[number] is not None and hashes[number] != canonical:
                 raise ReorgDuringRead()
             hashes[number] = canonical
-            times[number] = datetime.fromtimestamp(block["timestamp"], tz=timezone.utc)
+            times[number] = datetime.fromtimestamp(block["timestamp"], tz=UTC)
     for log in logs:
         if bytes(log["blockHash"]) != hashes[log["blockNumber"]]:
             raise ReorgDuringRead()

@@ -225,7 +225,7 @@ def _child_main() -> int:
     files = [(entry["path"], entry["name"]) for entry in request["files"]]
     try:
         digests = sha256_files([path for path, _ in files])  # one thread per file, constant memory
-        _emit(event="hashed", digests=[[name, sha, size] for (_, name), (sha, size) in zip(files, digests)])
+        _emit(event="hashed", digests=[[name, sha, size] for (_, name), (sha, size) in zip(files, digests, strict=True)])
         for path, name in files:
             _emit(event="inspecting", name=name)
             try:

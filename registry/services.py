@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -101,7 +101,7 @@ def registry_deploy(
         "transaction_hash": "0x" + bytes(tx_hash).hex(),
         "block_number": receipt["blockNumber"],
         "compiler": artifact["compiler"]["version"],
-        "deployed_at": datetime.now(timezone.utc).isoformat(),
+        "deployed_at": datetime.now(UTC).isoformat(),
     }
     if write_record:
         path = chain.deployment_path(chain_id)

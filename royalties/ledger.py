@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime
-from datetime import timezone as dt_timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.db.models import Sum
@@ -76,7 +75,7 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
                     event, LedgerEntry.Kind.PURCHASE, model_id=args["modelId"].lower(),
                     licensee=to_checksum_address(args["licensee"]), payer=to_checksum_address(args["payer"]),
                     price_wei=int(args["price"]), perpetual=expiry >= PERPETUAL,
-                    expires_at=None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=dt_timezone.utc),
+                    expires_at=None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=UTC),
                 )
                 open_entry._sold_version = versions.at(open_entry.model_id, open_entry.block_number)
                 credited = []

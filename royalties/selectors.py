@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
@@ -189,7 +188,7 @@ def statement_daily_sales(*, addresses: list[str], start: datetime, end: datetim
     addresses = [to_checksum_address(a) for a in addresses]
     rows = (
         _period_lines(addresses, start, end).filter(role=LedgerLine.Role.VENDOR)
-        .annotate(day=TruncDate("occurred_at", tzinfo=dt_timezone.utc))
+        .annotate(day=TruncDate("occurred_at", tzinfo=UTC))
         .values_list("day").annotate(n=Count("id"), wei=Sum("amount_wei")).order_by()
     )
     return {day: (n, int(wei)) for day, n, wei in rows}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import Q
@@ -93,7 +93,7 @@ def license_record(*, model_id: str, licensee: str, expiry: int, block: int | No
     if expiry == 0:
         return None
     perpetual = expiry >= PERPETUAL
-    expires_at = None if perpetual else datetime.fromtimestamp(expiry, tz=timezone.utc)
+    expires_at = None if perpetual else datetime.fromtimestamp(expiry, tz=UTC)
     row, _ = License.objects.update_or_create(
         model_id=model_id.lower(),
         licensee=to_checksum_address(licensee),
@@ -107,7 +107,7 @@ def _valid(expiry: int, now: datetime) -> bool:
 
 
 def _expiry_datetime(expiry: int) -> datetime | None:
-    return None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=timezone.utc)
+    return None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=UTC)
 
 
 def _check_on_chain(model_id: str, wallets: list[str], now: datetime) -> LicenseDecision:

@@ -63,7 +63,7 @@ class FaultyRpc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> "FaultyRpc":
+    def start(self) -> FaultyRpc:
         self._thread.start()
         return self
 

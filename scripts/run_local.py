@@ -59,11 +59,11 @@ def main() -> int:
     children: list[tuple[str, subprocess.Popen]] = []
 
     def stop(*_):
-        for name, proc in reversed(children):
+        for _name, proc in reversed(children):
             if proc.poll() is None:
                 # anvil writes its state on SIGINT; the others stop cleanly on it too
                 proc.send_signal(signal.SIGINT)
-        for name, proc in reversed(children):
+        for _name, proc in reversed(children):
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

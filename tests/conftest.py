@@ -53,7 +53,7 @@ def start_anvil(port: int, *extra: str) -> subprocess.Popen:
             return proc
         except Exception:
             if proc.poll() is not None:
-                raise RuntimeError(f"anvil exited with {proc.returncode}")
+                raise RuntimeError(f"anvil exited with {proc.returncode}") from None
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("anvil did not answer")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from .errors import UnsafePath
 
@@ -171,4 +172,4 @@ def hash_directory(directory: str | os.PathLike[str], *, exclude: Iterable[str] 
             validate_relative_path(rel)
             found.append((rel, full))
     digests = sha256_files([full for _, full in found])
-    return sorted((FileDigest(rel, d, n) for (rel, _), (d, n) in zip(found, digests)), key=lambda f: f.name)
+    return sorted((FileDigest(rel, d, n) for (rel, _), (d, n) in zip(found, digests, strict=True)), key=lambda f: f.name)

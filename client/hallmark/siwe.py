@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -12,7 +12,7 @@ STATEMENT = "Sign in to Hallmark, the edge model marketplace."
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 def siwe_message(
@@ -27,7 +27,7 @@ def siwe_message(
     statement: str = STATEMENT,
 ) -> str:
     """The EIP-4361 text a wallet signs with `personal_sign`."""
-    issued = issued_at or datetime.now(timezone.utc)
+    issued = issued_at or datetime.now(UTC)
     lines = [
         f"{domain} wants you to sign in with your Ethereum account:",
         to_checksum_address(address),

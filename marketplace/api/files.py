@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 from django.conf import settings
@@ -98,7 +98,8 @@ def file_response(
         return response
     elif not byte_range:
         # a whole file: FileResponse lets the WSGI server use sendfile (no copy through Python)
-        response = _SentFileResponse(open(default_storage.path(artifact.storage_name), "rb"), on_close=lambda: on_done(length, None))
+        handle = open(default_storage.path(artifact.storage_name), "rb")  # noqa: SIM115 (the response closes it)
+        response = _SentFileResponse(handle, on_close=lambda: on_done(length, None))
         response.status_code = 200
         response["Content-Type"] = "application/octet-stream"
     else:

@@ -5,7 +5,7 @@ Amounts are strings of wei digits with a formatted ETH string beside them (`*_et
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 
 from django.http import StreamingHttpResponse
@@ -53,7 +53,7 @@ class StatementQuery(serializers.Serializer):
 
 
 def _day(d: date) -> datetime:
-    return datetime.combine(d, time.min, tzinfo=timezone.utc)
+    return datetime.combine(d, time.min, tzinfo=UTC)
 
 
 class StatementView(APIView):

@@ -100,11 +100,8 @@ def download_rate_wait(ident: str) -> int | None:
     key = f"throttle:download:{ident}:{period}:{window}"
     try:
         count = cache.incr(key)
-    except ValueError:  # the window's first request
-        if cache.add(key, 1, timeout=period + 1):
-            count = 1
-        else:
-            count = cache.incr(key)
+    except ValueError:  # the window's first request (or a racing one, which then increments)
+        count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
     if count <= limit:
         return None
     return max(1, math.ceil((window + 1) * period - now))

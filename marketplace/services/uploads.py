@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import fcntl
 import hashlib
 import os
+from collections.abc import Callable
 from datetime import timedelta
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files import File
@@ -306,10 +308,8 @@ def _complete(upload: Upload, *, sha256: str = "") -> Upload:
 
 def _discard(upload: Upload) -> None:
     """Remove an unfinished upload: its part file and its row."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(_part_path(upload))
-    except FileNotFoundError:
-        pass
     Upload.objects.filter(pk=upload.pk, completed_at__isnull=True).delete()
 
 

@@ -126,7 +126,7 @@ def version_hash_and_inspect(*, version_id: int) -> Version:
             paths = [stack.enter_context(local_copy(a.storage_name)) for a in artifacts]
             limits = inspection_limits(total_bytes=sum(os.path.getsize(p) for p in paths))
             try:
-                results = {r.name: r for r in files_hash_and_inspect(list(zip(paths, [a.path for a in artifacts])), limits=limits)}
+                results = {r.name: r for r in files_hash_and_inspect(list(zip(paths, [a.path for a in artifacts], strict=True)), limits=limits)}
                 died = None
             except InspectionAborted as exc:  # the child died: what it hashed before still counts
                 results = {name: FileResult(name, sha, size) for name, (sha, size) in exc.hashed.items()}

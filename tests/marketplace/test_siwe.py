@@ -1,7 +1,7 @@
 """Sign-In with Ethereum: nonce single-use, domain, chain id and expiry checked; tokens bound to
 the wallet's account, listed by prefix, revoked by their owner; several wallets per account."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from eth_account import Account
@@ -50,7 +50,7 @@ def test_unknown_nonce_wrong_domain_wrong_chain_and_expiry_are_refused():
     assert sign_in(client, nonce="madeupnonce123")[0].json()["code"] == "siwe_nonce"
     assert sign_in(client, domain="evil.example")[0].json()["code"] == "siwe_domain"
     assert sign_in(client, chain_id=1)[0].json()["code"] == "siwe_chain"
-    old = datetime.now(timezone.utc) - timedelta(hours=1)
+    old = datetime.now(UTC) - timedelta(hours=1)
     assert sign_in(client, issued_at=old, ttl=60)[0].json()["code"] == "siwe_expired"
 
 

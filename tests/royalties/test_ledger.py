@@ -4,7 +4,7 @@ against creditOf; statements and licence lists over the API."""
 import csv
 import io
 import logging
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -72,7 +72,7 @@ def test_the_migration_backfills_what_the_projection_writes(market):
     from royalties.selectors import statement_build
 
     written = snapshot_ledger()
-    start = datetime.combine(date.today(), datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(date.today(), datetime.min.time(), tzinfo=UTC)
     addresses = [market["vendor"].address]
     later = statement_build(addresses=addresses, start=start + timedelta(days=1), end=start + timedelta(days=2))
     LedgerLine.objects.update(balance_after_wei=None, block_number=None, sold_model_id="", sold_version=None)
@@ -249,7 +249,7 @@ def test_statement_totals_summed_in_sql_equal_its_lines_added_up(chain, market, 
 
     from royalties.selectors import statement_build, statement_lines
 
-    start = datetime.combine(date.today(), datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(date.today(), datetime.min.time(), tzinfo=UTC)
     end = start + timedelta(days=1)
     addresses = [market[party].address]
     statement = statement_build(addresses=addresses, start=start, end=end, lines_limit=None)

@@ -1,7 +1,6 @@
 """License checks: the mirror first, the chain on a miss (seconds after purchase), fail closed."""
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -33,7 +32,7 @@ def test_a_purchase_is_seen_on_the_next_check_and_mirrored_with_its_expiry(chain
     mirrored = License.objects.get(licensee=buyer)
     # an hour from the purchase's block (the chain's clock, which may lag this machine's)
     mined_at = chain_module.web3().eth.get_block(receipt["blockNumber"])["timestamp"]
-    assert mirrored.expires_at == datetime.fromtimestamp(mined_at + 3600, tz=dt_timezone.utc)
+    assert mirrored.expires_at == datetime.fromtimestamp(mined_at + 3600, tz=UTC)
     assert license_check(model_id=model.chain_model_id, wallets=[buyer]).source == "mirror"
 
 

@@ -1,8 +1,7 @@
 """Licences read at the latest block are short-lived grants until the purchase is CONFIRMATIONS
 deep: never mirrored before, so a purchase that a reorg removes grants nothing afterwards."""
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.utils import timezone
@@ -102,7 +101,7 @@ def test_a_renewal_not_yet_confirmed_is_not_mirrored_over_the_confirmed_expiry(c
 
     decision = license_check(model_id=model_id, wallets=[buyer.address])
     mined_at = chain_module.web3().eth.get_block(first["blockNumber"])["timestamp"]
-    confirmed_expiry = datetime.fromtimestamp(mined_at + 3600, tz=dt_timezone.utc)
+    confirmed_expiry = datetime.fromtimestamp(mined_at + 3600, tz=UTC)
     assert decision.confirmed and decision.expires_at == confirmed_expiry
     assert License.objects.get(licensee=buyer.address).expires_at == confirmed_expiry
 

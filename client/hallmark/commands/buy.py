@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from eth_account.signers.local import LocalAccount
@@ -58,9 +58,9 @@ def _when(value: int | float | str | None) -> str:
         return "no expiry"
     try:
         if isinstance(value, (int, float)) or str(value).isdigit():
-            moment = datetime.fromtimestamp(int(value), timezone.utc)
+            moment = datetime.fromtimestamp(int(value), UTC)
         else:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         return f"until {value}"
     return "until " + moment.strftime("%Y-%m-%d %H:%M:%S UTC")
