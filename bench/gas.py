@@ -32,6 +32,7 @@ from eth_account import Account  # noqa: E402
 from web3 import Web3  # noqa: E402
 
 from hallmark import eip712  # noqa: E402
+from hallmark.onchain import from_hex, hex0x, read_model, to_bytes32  # noqa: E402
 
 MNEMONIC = "test test test test test test test test test test test junk"
 DOC = ROOT / "docs" / "contract.md"
@@ -57,7 +58,7 @@ class Bench:
     def __init__(self, w3: Web3, artifacts: dict[str, dict]):
         self.w3 = w3
         Account.enable_unaudited_hdwallet_features()
-        self.keys = ["0x" + bytes(Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key).hex() for i in range(10)]
+        self.keys = [hex0x(Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key) for i in range(10)]
         self.addr = [Account.from_key(k).address for k in self.keys]
         self.registry = self.deploy(artifacts["ModelRegistry"], self.addr[0], 250, self.addr[9])
         self.erc721 = self.deploy(artifacts["BenchERC721"])
@@ -74,8 +75,9 @@ class Bench:
 
     def model(self, vendor: int, slug: str, price: int = 10**16, parent: bytes = b"\x00" * 32, bps: int = 0) -> tuple[bytes, int]:
         f = self.registry.functions
-        used = self.gas(f.createModel(bytes.fromhex(eip712.slug_hash(slug)[2:]), price, 0, parent, bps), self.addr[vendor])
-        return f.computeModelId(self.addr[vendor], bytes.fromhex(eip712.slug_hash(slug)[2:])).call(), used
+        slug_hash = to_bytes32(eip712.slug_hash(slug))
+        used = self.gas(f.createModel(slug_hash, price, 0, parent, bps), self.addr[vendor])
+        return f.computeModelId(self.addr[vendor], slug_hash).call(), used
 
     def run(self) -> list[tuple[str, int]]:
         f = self.registry.functions
@@ -94,7 +96,7 @@ class Bench:
             chain_id=31337, contract=self.registry.address, model_id=child, version=1,
             root_digest=b"\x03" * 32, metadata_digest=b"\x04" * 32, deadline=deadline,
         )
-        signature = bytes.fromhex(eip712.sign_typed_data(typed, self.keys[2])[2:])
+        signature = from_hex(eip712.sign_typed_data(typed, self.keys[2]))
         rows.append(("publishVersionBySig", self.gas(f.publishVersionBySig(child, 1, b"\x03" * 32, b"\x04" * 32, deadline, signature), self.addr[0])))
 
         # lineages of depth 0, 1, 3 (depth = ancestors paid), distinct vendors per level
@@ -106,7 +108,7 @@ class Bench:
         buyers = iter(range(100, 200))
         for depth in (0, 1, 3):
             model_id = lineage[depth]
-            price = f.models(model_id).call()[5]
+            price = read_model(self.registry, model_id).price_wei
             cold = self.gas(f.purchaseLicense(model_id, self.fresh(next(buyers)), price), self.addr[8], price)
             warm = self.gas(f.purchaseLicense(model_id, self.fresh(next(buyers)), price), self.addr[8], price)
             rows.append((f"purchaseLicense, depth {depth}, later sale", warm))

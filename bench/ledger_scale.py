@@ -331,11 +331,11 @@ class Generator:
         return plan
 
     def purchases(self) -> None:
+        from registry.chain import PERPETUAL
         from royalties.ledger import credit_account, wallet_account
         from royalties.models import LedgerEntry, LedgerLine, License
         from royalties.rules import royalty_split
 
-        perpetual_expiry = 2**64 - 1
         # the platform fee, set at deployment
         t0 = self.start
         block = block_at(self.start, t0)
@@ -402,7 +402,7 @@ class Generator:
             duration = self.model_duration[m]
             key = (model_id, buyer)
             if duration == 0:
-                expires, raw_expiry = None, perpetual_expiry
+                expires, raw_expiry = None, PERPETUAL
             else:
                 current = expiry.get(key, (None, 0))[0]
                 expires = max(current or t, t) + timedelta(seconds=duration)

@@ -1,7 +1,10 @@
 """The one module that owns the chain: RPC connection, the ModelRegistry ABI and address, keys.
 
 Nobody else builds a `w3.eth.contract`. Connection faults surface as `ChainUnavailable`, a
-revert as `ContractReverted` with the contract's custom error decoded by name.
+revert as `ContractReverted` with the contract's custom error decoded by name. Values cross the
+boundary typed: `model_on_chain` returns an `OnChainModel`, never the getter's tuple; hex goes
+through `to_bytes32` / `from_hex` / `hex0x`, and the perpetual expiry is `PERPETUAL` (all
+defined once in the client core, `hallmark.onchain`, and re-exported here).
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ from web3.exceptions import (
     Web3Exception,
     Web3RPCError,
 )
+
+# re-exported (`x as x`): the server's code reaches every chain value through this module
+from hallmark.onchain import PERPETUAL as PERPETUAL
+from hallmark.onchain import ZERO_ADDRESS as ZERO_ADDRESS
+from hallmark.onchain import ZERO_BYTES32 as ZERO_BYTES32
+from hallmark.onchain import OnChainModel as OnChainModel
+from hallmark.onchain import from_hex as from_hex
+from hallmark.onchain import hex0x as hex0x
+from hallmark.onchain import read_model
+from hallmark.onchain import to_bytes32 as to_bytes32
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +85,7 @@ class ContractReverted(ChainError):
 
 def _show(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
+        return hex0x(value)
     return str(value)
 
 
@@ -101,9 +114,8 @@ def decode_revert(data: str | bytes | None) -> ContractReverted:
     from eth_abi import decode as abi_decode
 
     if isinstance(data, str):
-        text = data[2:] if data.startswith("0x") else data
         try:
-            raw = bytes.fromhex(text)
+            raw = from_hex(data)
         except ValueError:
             return ContractReverted("Reverted", (data,), data)
     else:
@@ -111,12 +123,12 @@ def decode_revert(data: str | bytes | None) -> ContractReverted:
     item = _error_selectors().get(raw[:4])
     if item is None:
         # OpenZeppelin errors from imported code also live in the ABI; anything else is opaque
-        return ContractReverted("UnknownError", (("0x" + raw.hex()) if raw else "",), "0x" + raw.hex())
+        return ContractReverted("UnknownError", (hex0x(raw) if raw else "",), hex0x(raw))
     try:
         values = tuple(abi_decode([i["type"] for i in item["inputs"]], raw[4:]))
     except Exception:  # malformed revert data still names the error
         values = ()
-    return ContractReverted(item["name"], values, "0x" + raw.hex())
+    return ContractReverted(item["name"], values, hex0x(raw))
 
 
 # ----------------------------------------------------------------------------- connection
@@ -225,6 +237,14 @@ def registry_contract(address: str | None = None, rpc_url: str | None = None) ->
     return web3(rpc_url).eth.contract(address=to_checksum_address(address or registry_address()), abi=load_artifact()["abi"])
 
 
+def model_on_chain(model_id: str | bytes, *, block_identifier: Any = None, contract: Contract | None = None) -> OnChainModel:
+    """The registry's `models(model_id)` as an OnChainModel (`exists` False for an unknown id).
+
+    ChainUnavailable / ContractReverted as every read here; ValueError for a malformed id."""
+    with chain_errors():
+        return read_model(contract or registry_contract(), model_id, block_identifier)
+
+
 def registry_factory(rpc_url: str | None = None) -> Contract:
     artifact = load_artifact()
     return web3(rpc_url).eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
@@ -238,7 +258,7 @@ def development_keys() -> tuple[str, ...]:
     """The ten well-known anvil keys (from the public test mnemonic): usable on chain 31337 only."""
     Account.enable_unaudited_hdwallet_features()
     return tuple(
-        "0x" + bytes(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key).hex()
+        hex0x(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key)
         for i in range(10)
     )
 
@@ -246,7 +266,7 @@ def development_keys() -> tuple[str, ...]:
 def guard_key(private_key: str, chain_id: int) -> LocalAccount:
     """Load a key, refusing the well-known development keys on any chain but 31337."""
     account = Account.from_key(private_key)
-    if chain_id != DEV_CHAIN_ID and ("0x" + bytes(account.key).hex()) in development_keys():
+    if chain_id != DEV_CHAIN_ID and hex0x(account.key) in development_keys():
         raise ChainMisconfigured(
             f"the key for {account.address} is a public anvil development key; "
             f"it is refused on chain id {chain_id} (allowed only on {DEV_CHAIN_ID})"
@@ -269,7 +289,7 @@ def _load_relayer(source: _KeySource) -> LocalAccount:
     if source.keystore:
         with open(source.keystore, encoding="utf-8") as fh:
             key = Account.decrypt(json.load(fh), source.password)
-        return guard_key("0x" + bytes(key).hex(), source.chain_id)
+        return guard_key(hex0x(key), source.chain_id)
     if source.chain_id == DEV_CHAIN_ID:
         # the local chain's first funded account relays when nothing is configured
         return guard_key(development_keys()[0], source.chain_id)

@@ -39,7 +39,7 @@ from hexbytes import HexBytes
 
 from . import chain
 from .caching import cache_generation_bump
-from .chain import ChainMisconfigured, ChainUnavailable, chain_errors
+from .chain import ChainMisconfigured, ChainUnavailable, chain_errors, hex0x
 from .models import ChainEvent, IndexedBlock, IndexerCursor, SkippedEvent
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _topics() -> dict[bytes, str]:
 
 def jsonable(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, HexBytes)):
-        return "0x" + bytes(value).hex()
+        return hex0x(value)
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -165,9 +165,9 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
             ChainEvent(
                 contract=address,
                 block_number=log["blockNumber"],
-                block_hash="0x" + bytes(log["blockHash"]).hex(),
+                block_hash=hex0x(log["blockHash"]),
                 block_timestamp=times[log["blockNumber"]],
-                tx_hash="0x" + bytes(log["transactionHash"]).hex(),
+                tx_hash=hex0x(log["transactionHash"]),
                 log_index=log["logIndex"],
                 name=name,
                 args={k: jsonable(v) for k, v in decoded["args"].items()},
@@ -183,7 +183,7 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
         fresh = [e for e in events if (e.tx_hash, e.log_index) not in seen]
         ChainEvent.objects.bulk_create(fresh)
         for number, block_hash in hashes.items():
-            IndexedBlock.objects.update_or_create(contract=address, number=number, defaults={"hash": "0x" + block_hash.hex()})
+            IndexedBlock.objects.update_or_create(contract=address, number=number, defaults={"hash": hex0x(block_hash)})
         IndexedBlock.objects.filter(contract=address, number__lt=end - BLOCK_WINDOW).delete()
         if fresh:
             for projection in _projections():
@@ -192,7 +192,7 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
             if any(e.name not in GRANT_ONLY_EVENTS for e in fresh):
                 cache_generation_bump()
         cursor.block_number = end
-        cursor.block_hash = "0x" + end_hash.hex()
+        cursor.block_hash = hex0x(end_hash)
         cursor.save(update_fields=["block_number", "block_hash", "updated_at"])
     return len(fresh)
 
@@ -204,7 +204,7 @@ def _rollback_if_reorged(cursor: IndexerCursor, w3) -> tuple[int, int] | None:
         if cursor.block_number > w3.eth.block_number:
             return None  # a lagging node, not a reorg: wait for it (see indexer_run)
         current = w3.eth.get_block(cursor.block_number, full_transactions=False)
-    if current is not None and "0x" + bytes(current["hash"]).hex() == cursor.block_hash:
+    if current is not None and hex0x(current["hash"]) == cursor.block_hash:
         return None
     ancestor = _common_ancestor(cursor.contract, w3)
     return _rollback(cursor.contract, ancestor)
@@ -216,7 +216,7 @@ def _common_ancestor(contract: str, w3) -> int:
         for block in IndexedBlock.objects.filter(contract=contract).order_by("-number").iterator():
             if block.number > head:
                 continue
-            if "0x" + bytes(w3.eth.get_block(block.number)["hash"]).hex() == block.hash:
+            if hex0x(w3.eth.get_block(block.number)["hash"]) == block.hash:
                 return block.number
     return _start_block() - 1  # deeper than the window: rebuild the mirror from the deployment
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import struct
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
@@ -234,113 +235,21 @@ def _gguf_constants():
     return gguf.GGML_QUANT_SIZES, gguf.GGMLQuantizationType, gguf.LlamaFileType
 
 
-def _inspect_gguf(local_path: str, name: str) -> dict[str, Any]:  # noqa: C901 (one pass over the format; to be split by section)
+def _inspect_gguf(local_path: str, name: str) -> dict[str, Any]:
+    """Facts of a GGUF file, read section by section in one forward pass: header, key/values, tensor infos, data layout."""
     size = os.path.getsize(local_path)
     with open(local_path, "rb") as fh:
-        if fh.read(4) != GGUF_MAGIC:
-            raise InspectionError(name, "not a GGUF file (the header does not start with 'GGUF')")
         reader = _GGUFReader(fh, size, name)
-        reader.pos = 4
-        version = reader.u32("the GGUF version")
-        if version not in GGUF_VERSIONS:
-            swapped = struct.unpack(">I", struct.pack("<I", version))[0]
-            hint = " (a big-endian file: convert it to little-endian)" if swapped in GGUF_VERSIONS else ""
-            raise reader.fail(f"GGUF version {version} is not supported; versions 2 and 3 are{hint}")
-        tensor_count = reader.u64("the tensor count")
-        kv_count = reader.u64("the key/value count")
-        if kv_count > GGUF_MAX_KV:
-            raise reader.fail(f"{kv_count} key/value pairs; at most {GGUF_MAX_KV} are accepted")
-        if tensor_count > GGUF_MAX_TENSORS:
-            raise reader.fail(f"{tensor_count} tensors; at most {GGUF_MAX_TENSORS} are accepted")
-        # a key/value takes at least 13 bytes, a tensor info 32: the counts must fit in the file
-        reader.need(kv_count * 13 + tensor_count * 32, f"{kv_count} key/values and {tensor_count} tensor infos")
+        version, tensor_count, kv_count = _gguf_header(reader)
+        values = _gguf_key_values(reader, kv_count)
+        alignment = _gguf_alignment(reader, values)
+        tensors, tensor_types, parameters = _gguf_tensor_infos(reader, tensor_count, alignment)
+        _gguf_check_data_layout(reader, tensors, alignment)
 
-        keys: set[str] = set()
-        values: dict[str, Any] = {}  # only the scalars the catalog reads are kept
-        for index in range(kv_count):
-            key = reader.string(f"key #{index}", GGUF_MAX_KEY_LENGTH)
-            if key in keys:
-                raise reader.fail(f"key {key!r:.80} appears twice")
-            keys.add(key)
-            value_type = reader.u32(f"the type of {key!r:.80}")
-            wanted = key in GGUF_KEPT_KEYS or key.endswith(".context_length")
-            value = reader.value(value_type, f"the value of {key!r:.80}", keep=wanted)
-            if wanted:
-                values[key] = value if value_type != 9 else ()  # an array is never kept
-
-        alignment = values.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
-        if not _is_int(alignment) or not 0 < alignment <= GGUF_MAX_ALIGNMENT or alignment & (alignment - 1):
-            raise reader.fail(f"general.alignment {alignment!r} is not a power of two up to {GGUF_MAX_ALIGNMENT}")
-
-        quant_sizes, quant_type, file_types = _gguf_constants()
-        tensors: list[tuple[int, int, str]] = []  # (offset, nbytes, name)
-        names: set[str] = set()
-        tensor_types: set[str] = set()
-        parameters = 0
-        for index in range(tensor_count):
-            tensor = reader.string(f"the name of tensor #{index}", GGUF_MAX_TENSOR_NAME)
-            if tensor in names:
-                raise reader.fail(f"tensor {tensor!r} appears twice")
-            names.add(tensor)
-            n_dims = reader.u32(f"the dimension count of {tensor!r}")
-            if not 0 < n_dims <= GGUF_MAX_DIMS:
-                raise reader.fail(f"tensor {tensor!r} has {n_dims} dimensions; 1 to {GGUF_MAX_DIMS} are accepted")
-            dims = [reader.u64(f"a dimension of {tensor!r}") for _ in range(n_dims)]
-            elements = 1
-            for dim in dims:
-                if dim == 0:
-                    raise reader.fail(f"tensor {tensor!r} has an empty dimension {dims}")
-                elements *= dim
-                if elements > MAX_PARAMETERS:
-                    raise reader.fail(f"tensor {tensor!r} of shape {dims} claims more than {MAX_PARAMETERS:.0e} elements")
-            type_id = reader.u32(f"the type of {tensor!r}")
-            try:
-                ggml_type = quant_type(type_id)
-                block, type_size = quant_sizes[ggml_type]
-            except (ValueError, KeyError):
-                raise reader.fail(f"tensor {tensor!r} has an unknown type {type_id}") from None
-            if dims[0] % block:
-                raise reader.fail(f"tensor {tensor!r}: first dimension {dims[0]} is not a multiple of {ggml_type.name}'s block of {block}")
-            offset = reader.u64(f"the data offset of {tensor!r}")
-            if offset % alignment:
-                raise reader.fail(f"tensor {tensor!r}: data offset {offset} is not aligned to {alignment} bytes")
-            tensors.append((offset, elements // block * type_size, tensor))
-            tensor_types.add(ggml_type.name)
-            parameters += elements
-            if parameters > MAX_PARAMETERS:
-                raise reader.fail(f"the tensors claim more than {MAX_PARAMETERS:.0e} parameters")
-
-        data_start = -(-reader.pos // alignment) * alignment
-        if data_start > size:
-            raise reader.fail(f"the tensor data would start at byte {data_start}, past the end of the file ({size} bytes)")
-        end_of_previous, previous = 0, None
-        for offset, nbytes, tensor in sorted(tensors):
-            if offset < end_of_previous:
-                raise reader.fail(f"tensors {previous!r} and {tensor!r} overlap")
-            if data_start + offset + nbytes > size:
-                raise reader.fail(
-                    f"tensor {tensor!r} ({nbytes} bytes at data offset {offset}) runs past the end of the file ({size} bytes)"
-                )
-            end_of_previous, previous = offset + nbytes, tensor
-
-    architecture = values.get("general.architecture")
-    if architecture is not None and not isinstance(architecture, str):
-        raise InspectionError(name, f"malformed GGUF file: general.architecture is not a string ({architecture!r:.40})")
-    model_name = values.get("general.name")
-    if model_name is not None and not isinstance(model_name, str):
-        raise InspectionError(name, f"malformed GGUF file: general.name is not a string ({model_name!r:.40})")
-    quantization = None
-    file_type = values.get("general.file_type")
-    if file_type is not None:
-        if not _is_int(file_type) or not 0 <= file_type < 2**32:
-            raise InspectionError(name, f"malformed GGUF file: general.file_type is not a whole number ({file_type!r:.40})")
-        try:
-            quantization = file_types(file_type).name.replace("MOSTLY_", "")
-        except ValueError:
-            quantization = f"file_type_{file_type}"
-    context_length = values.get(f"{architecture}.context_length") if architecture else None
-    if context_length is not None and not _is_int(context_length):
-        raise InspectionError(name, f"malformed GGUF file: {architecture}.context_length is not a whole number")
+    architecture = _gguf_text(values, "general.architecture", name)
+    model_name = _gguf_text(values, "general.name", name)
+    quantization = _gguf_quantization(values, name)
+    context_length = _gguf_context_length(values, architecture, name)
     types = sorted(tensor_types)
     return {
         "format": "gguf",
@@ -353,6 +262,153 @@ def _inspect_gguf(local_path: str, name: str) -> dict[str, Any]:  # noqa: C901 (
         "tensor_count": tensor_count,
         "context_length": context_length,
     }
+
+
+def _gguf_header(reader: _GGUFReader) -> tuple[int, int, int]:
+    """Magic, version (2 or 3) and counts: at most GGUF_MAX_TENSORS tensors and GGUF_MAX_KV key/values, all fitting the file."""
+    if reader.fh.read(4) != GGUF_MAGIC:
+        raise InspectionError(reader.name, "not a GGUF file (the header does not start with 'GGUF')")
+    reader.pos = 4
+    version = reader.u32("the GGUF version")
+    if version not in GGUF_VERSIONS:
+        swapped = struct.unpack(">I", struct.pack("<I", version))[0]
+        hint = " (a big-endian file: convert it to little-endian)" if swapped in GGUF_VERSIONS else ""
+        raise reader.fail(f"GGUF version {version} is not supported; versions 2 and 3 are{hint}")
+    tensor_count = reader.u64("the tensor count")
+    kv_count = reader.u64("the key/value count")
+    if kv_count > GGUF_MAX_KV:
+        raise reader.fail(f"{kv_count} key/value pairs; at most {GGUF_MAX_KV} are accepted")
+    if tensor_count > GGUF_MAX_TENSORS:
+        raise reader.fail(f"{tensor_count} tensors; at most {GGUF_MAX_TENSORS} are accepted")
+    # a key/value takes at least 13 bytes, a tensor info 32: the counts must fit in the file
+    reader.need(kv_count * 13 + tensor_count * 32, f"{kv_count} key/values and {tensor_count} tensor infos")
+    return version, tensor_count, kv_count
+
+
+def _gguf_key_values(reader: _GGUFReader, kv_count: int) -> dict[str, Any]:
+    """The key/values: unique keys, values walked within the reader's bounds; keeps GGUF_KEPT_KEYS and *.context_length only."""
+    keys: set[str] = set()
+    values: dict[str, Any] = {}  # only the scalars the catalog reads are kept
+    for index in range(kv_count):
+        key = reader.string(f"key #{index}", GGUF_MAX_KEY_LENGTH)
+        if key in keys:
+            raise reader.fail(f"key {key!r:.80} appears twice")
+        keys.add(key)
+        value_type = reader.u32(f"the type of {key!r:.80}")
+        wanted = key in GGUF_KEPT_KEYS or key.endswith(".context_length")
+        value = reader.value(value_type, f"the value of {key!r:.80}", keep=wanted)
+        if wanted:
+            values[key] = value if value_type != 9 else ()  # an array is never kept
+    return values
+
+
+def _gguf_alignment(reader: _GGUFReader, values: dict[str, Any]) -> int:
+    """general.alignment (GGUF_DEFAULT_ALIGNMENT when absent): a power of two up to GGUF_MAX_ALIGNMENT."""
+    alignment = values.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+    if not _is_int(alignment) or not 0 < alignment <= GGUF_MAX_ALIGNMENT or alignment & (alignment - 1):
+        raise reader.fail(f"general.alignment {alignment!r} is not a power of two up to {GGUF_MAX_ALIGNMENT}")
+    return alignment
+
+
+def _gguf_tensor_infos(reader: _GGUFReader, tensor_count: int, alignment: int) -> tuple[list[tuple[int, int, str]], set[str], int]:
+    """The tensor infos (each tensor's data span, the type names, the parameter count): at most MAX_PARAMETERS in all."""
+    quant_sizes, quant_type, _ = _gguf_constants()
+    tensors: list[tuple[int, int, str]] = []  # (offset, nbytes, name)
+    names: set[str] = set()
+    tensor_types: set[str] = set()
+    parameters = 0
+    for index in range(tensor_count):
+        tensor = reader.string(f"the name of tensor #{index}", GGUF_MAX_TENSOR_NAME)
+        if tensor in names:
+            raise reader.fail(f"tensor {tensor!r} appears twice")
+        names.add(tensor)
+        dims, elements = _gguf_tensor_shape(reader, tensor)
+        type_name, block, type_size = _gguf_tensor_type(reader, tensor, dims[0], quant_sizes, quant_type)
+        offset = reader.u64(f"the data offset of {tensor!r}")
+        if offset % alignment:
+            raise reader.fail(f"tensor {tensor!r}: data offset {offset} is not aligned to {alignment} bytes")
+        tensors.append((offset, elements // block * type_size, tensor))
+        tensor_types.add(type_name)
+        parameters += elements
+        if parameters > MAX_PARAMETERS:
+            raise reader.fail(f"the tensors claim more than {MAX_PARAMETERS:.0e} parameters")
+    return tensors, tensor_types, parameters
+
+
+def _gguf_tensor_shape(reader: _GGUFReader, tensor: str) -> tuple[list[int], int]:
+    """A tensor's dimensions and element count: 1 to GGUF_MAX_DIMS dimensions, none empty, at most MAX_PARAMETERS elements."""
+    n_dims = reader.u32(f"the dimension count of {tensor!r}")
+    if not 0 < n_dims <= GGUF_MAX_DIMS:
+        raise reader.fail(f"tensor {tensor!r} has {n_dims} dimensions; 1 to {GGUF_MAX_DIMS} are accepted")
+    dims = [reader.u64(f"a dimension of {tensor!r}") for _ in range(n_dims)]
+    elements = 1
+    for dim in dims:
+        if dim == 0:
+            raise reader.fail(f"tensor {tensor!r} has an empty dimension {dims}")
+        elements *= dim
+        if elements > MAX_PARAMETERS:
+            raise reader.fail(f"tensor {tensor!r} of shape {dims} claims more than {MAX_PARAMETERS:.0e} elements")
+    return dims, elements
+
+
+def _gguf_tensor_type(reader: _GGUFReader, tensor: str, first_dim: int, quant_sizes, quant_type) -> tuple[str, int, int]:
+    """A tensor's ggml type (name, block, bytes per block): a known type whose block divides the first dimension."""
+    type_id = reader.u32(f"the type of {tensor!r}")
+    try:
+        ggml_type = quant_type(type_id)
+        block, type_size = quant_sizes[ggml_type]
+    except (ValueError, KeyError):
+        raise reader.fail(f"tensor {tensor!r} has an unknown type {type_id}") from None
+    if first_dim % block:
+        raise reader.fail(f"tensor {tensor!r}: first dimension {first_dim} is not a multiple of {ggml_type.name}'s block of {block}")
+    return ggml_type.name, block, type_size
+
+
+def _gguf_check_data_layout(reader: _GGUFReader, tensors: list[tuple[int, int, str]], alignment: int) -> None:
+    """The data section: it starts (aligned) within the file, and each tensor's bytes lie inside it, overlapping no other's."""
+    size = reader.size
+    data_start = -(-reader.pos // alignment) * alignment
+    if data_start > size:
+        raise reader.fail(f"the tensor data would start at byte {data_start}, past the end of the file ({size} bytes)")
+    end_of_previous, previous = 0, None
+    for offset, nbytes, tensor in sorted(tensors):
+        if offset < end_of_previous:
+            raise reader.fail(f"tensors {previous!r} and {tensor!r} overlap")
+        if data_start + offset + nbytes > size:
+            raise reader.fail(
+                f"tensor {tensor!r} ({nbytes} bytes at data offset {offset}) runs past the end of the file ({size} bytes)"
+            )
+        end_of_previous, previous = offset + nbytes, tensor
+
+
+def _gguf_text(values: dict[str, Any], key: str, name: str) -> str | None:
+    """A kept text value (general.architecture, general.name): a string when present."""
+    value = values.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InspectionError(name, f"malformed GGUF file: {key} is not a string ({value!r:.40})")
+    return value
+
+
+def _gguf_quantization(values: dict[str, Any], name: str) -> str | None:
+    """The quantization named by general.file_type: a uint32 when present; an unknown one is reported by number."""
+    file_type = values.get("general.file_type")
+    if file_type is None:
+        return None
+    if not _is_int(file_type) or not 0 <= file_type < 2**32:
+        raise InspectionError(name, f"malformed GGUF file: general.file_type is not a whole number ({file_type!r:.40})")
+    _, _, file_types = _gguf_constants()
+    try:
+        return file_types(file_type).name.replace("MOSTLY_", "")
+    except ValueError:
+        return f"file_type_{file_type}"
+
+
+def _gguf_context_length(values: dict[str, Any], architecture: str | None, name: str) -> Any:
+    """`<architecture>.context_length`: a whole number when present (its range is checked with the catalog values)."""
+    context_length = values.get(f"{architecture}.context_length") if architecture else None
+    if context_length is not None and not _is_int(context_length):
+        raise InspectionError(name, f"malformed GGUF file: {architecture}.context_length is not a whole number")
+    return context_length
 
 
 # ----------------------------------------------------------------------------- safetensors
@@ -386,7 +442,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _inspect_safetensors(local_path: str, name: str) -> dict[str, Any]:  # noqa: C901 (one pass over the format; to be split by section)
+def _inspect_safetensors(local_path: str, name: str) -> dict[str, Any]:
+    """Facts of a safetensors file: its JSON header read within bounds, every entry checked, the data tiled exactly."""
+    raw, data_size = _safetensors_header_bytes(local_path, name)
+    header = _safetensors_header(raw, name)
+    spans, dtypes, parameters = _safetensors_entries(header, data_size, name)
+    _safetensors_check_tiling(spans, data_size, name)
+    return {"format": "safetensors", "dtypes": sorted(dtypes), "parameter_count": parameters, "tensor_count": len(spans)}
+
+
+def _safetensors_header_bytes(local_path: str, name: str) -> tuple[bytes, int]:
+    """The header's bytes and the data size after it: a length of 2 to SAFETENSORS_MAX_HEADER bytes, within the file."""
     size = os.path.getsize(local_path)
     with open(local_path, "rb") as fh:
         head = fh.read(8)
@@ -400,6 +466,11 @@ def _inspect_safetensors(local_path: str, name: str) -> dict[str, Any]:  # noqa:
         raw = fh.read(length)
     if len(raw) != length:
         raise InspectionError(name, "malformed safetensors file: header truncated")
+    return raw, size - 8 - length
+
+
+def _safetensors_header(raw: bytes, name: str) -> dict[str, Any]:
+    """The header as a JSON object with unique keys, its nesting depth checked against SAFETENSORS_MAX_DEPTH before parsing."""
     if raw[:1] != b"{":
         raise InspectionError(name, "malformed safetensors header: it must be a JSON object starting with '{'")
     if _json_depth_exceeds(raw, SAFETENSORS_MAX_DEPTH):
@@ -410,42 +481,62 @@ def _inspect_safetensors(local_path: str, name: str) -> dict[str, Any]:  # noqa:
         raise InspectionError(name, f"malformed safetensors header: {exc}") from exc
     if not isinstance(header, dict):
         raise InspectionError(name, "malformed safetensors header: not a JSON object")
+    return header
 
-    data_size = size - 8 - length
+
+def _safetensors_entries(header: dict[str, Any], data_size: int, name: str) -> tuple[list[tuple[int, int, str]], set[str], int]:
+    """Every header entry: __metadata__ as text to text, each tensor checked; at most MAX_PARAMETERS parameters in all."""
     dtypes: set[str] = set()
     parameters = 0
-    spans: list[tuple[int, int, str]] = []
+    spans: list[tuple[int, int, str]] = []  # (begin, end, tensor name)
     for key, entry in header.items():
         if key == "__metadata__":
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
                 raise InspectionError(name, "malformed safetensors header: __metadata__ must map text to text")
             continue
-        label = f"tensor {key!r:.80}"
-        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise InspectionError(name, f"malformed safetensors header: {label} needs exactly dtype, shape and data_offsets")
-        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BITS:
-            raise InspectionError(name, f"malformed safetensors header: {label} has an unknown dtype {dtype!r:.40}")
-        if not isinstance(shape, list) or len(shape) > SAFETENSORS_MAX_RANK or not all(_is_int(d) and d >= 0 for d in shape):
-            raise InspectionError(name, f"malformed safetensors header: {label} shape {shape!r:.80} is not a list of at most {SAFETENSORS_MAX_RANK} whole numbers >= 0")
-        elements = 1
-        for dim in shape:
-            elements *= dim
-            if elements > MAX_PARAMETERS:
-                raise InspectionError(name, f"{label} of shape {shape} claims more than {MAX_PARAMETERS:.0e} parameters")
-        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets):
-            raise InspectionError(name, f"malformed safetensors header: {label} data_offsets {offsets!r:.80} is not [begin, end]")
-        begin, end = offsets
-        bits = elements * SAFETENSORS_DTYPE_BITS[dtype]
-        if bits % 8 or end - begin != bits // 8:
-            raise InspectionError(name, f"malformed safetensors header: {label} holds {end - begin} bytes, but {dtype} x {shape} needs {bits / 8:g}")
-        if not 0 <= begin <= end <= data_size:
-            raise InspectionError(name, f"malformed safetensors header: {label} data_offsets {offsets} fall outside the {data_size} data bytes")
+        begin, end, dtype, elements = _safetensors_tensor(key, entry, data_size, name)
         spans.append((begin, end, key))
         dtypes.add(dtype)
         parameters += elements
         if parameters > MAX_PARAMETERS:
             raise InspectionError(name, f"the tensors claim more than {MAX_PARAMETERS:.0e} parameters")
+    return spans, dtypes, parameters
+
+
+def _safetensors_tensor(key: str, entry: Any, data_size: int, name: str) -> tuple[int, int, str, int]:
+    """One tensor entry (begin, end, dtype, elements): exactly dtype, shape, data_offsets; bytes fitting the shape and the data."""
+    label = f"tensor {key!r:.80}"
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise InspectionError(name, f"malformed safetensors header: {label} needs exactly dtype, shape and data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPE_BITS:
+        raise InspectionError(name, f"malformed safetensors header: {label} has an unknown dtype {dtype!r:.40}")
+    elements = _safetensors_elements(label, shape, name)
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets):
+        raise InspectionError(name, f"malformed safetensors header: {label} data_offsets {offsets!r:.80} is not [begin, end]")
+    begin, end = offsets
+    bits = elements * SAFETENSORS_DTYPE_BITS[dtype]
+    if bits % 8 or end - begin != bits // 8:
+        raise InspectionError(name, f"malformed safetensors header: {label} holds {end - begin} bytes, but {dtype} x {shape} needs {bits / 8:g}")
+    if not 0 <= begin <= end <= data_size:
+        raise InspectionError(name, f"malformed safetensors header: {label} data_offsets {offsets} fall outside the {data_size} data bytes")
+    return begin, end, dtype, elements
+
+
+def _safetensors_elements(label: str, shape: Any, name: str) -> int:
+    """A tensor's element count: a shape of at most SAFETENSORS_MAX_RANK whole numbers >= 0, at most MAX_PARAMETERS elements."""
+    if not isinstance(shape, list) or len(shape) > SAFETENSORS_MAX_RANK or not all(_is_int(d) and d >= 0 for d in shape):
+        raise InspectionError(name, f"malformed safetensors header: {label} shape {shape!r:.80} is not a list of at most {SAFETENSORS_MAX_RANK} whole numbers >= 0")
+    elements = 1
+    for dim in shape:
+        elements *= dim
+        if elements > MAX_PARAMETERS:
+            raise InspectionError(name, f"{label} of shape {shape} claims more than {MAX_PARAMETERS:.0e} parameters")
+    return elements
+
+
+def _safetensors_check_tiling(spans: list[tuple[int, int, str]], data_size: int, name: str) -> None:
+    """The tensors' byte spans tile the data exactly: no overlap, no gap, nothing left over."""
     covered, previous = 0, None
     for begin, end, key in sorted(spans):
         if begin < covered:
@@ -455,7 +546,6 @@ def _inspect_safetensors(local_path: str, name: str) -> dict[str, Any]:  # noqa:
         covered, previous = end, key
     if covered != data_size:
         raise InspectionError(name, f"malformed safetensors file: the tensors cover {covered} of its {data_size} data bytes")
-    return {"format": "safetensors", "dtypes": sorted(dtypes), "parameter_count": parameters, "tensor_count": len(spans)}
 
 
 # ------------------------------------------------------------------------------------ ONNX
@@ -519,6 +609,21 @@ class _ProtoReader:
             else:
                 raise self.fail(f"wire type {wire}")
 
+    def message(self, span: tuple[int, int]):
+        """The fields of the embedded message at `span`; no need to seek back: the enclosing walk seeks past it on its next step."""
+        self.fh.seek(span[0])
+        return self.fields(span[1])
+
+    def packed_varints(self, span: tuple[int, int], into: list[int], limit: int) -> None:
+        """Append the packed varints at `span` to `into`, stopping once it holds more than `limit`; the cursor stays put."""
+        here = self.fh.tell()
+        self.fh.seek(span[0])
+        while self.fh.tell() < span[1]:
+            into.append(self.varint(span[1]))
+            if len(into) > limit:
+                break
+        self.fh.seek(here)
+
     def string(self, span) -> str:
         """The text of a field, read without moving the cursor, and at most ONNX_MAX_STRING bytes."""
         here = self.fh.tell()
@@ -530,102 +635,128 @@ class _ProtoReader:
         return text
 
 
-def _inspect_onnx(local_path: str, name: str) -> dict[str, Any]:  # noqa: C901 (one pass over the format; to be split by section)
+@dataclass
+class _ONNXModel:
+    """What the walk over an ONNX file has gathered so far."""
+
+    ir_version: int | None = None
+    producer: str | None = None
+    opsets: dict[str, int | None] = field(default_factory=dict)
+    op_types: dict[str, int] = field(default_factory=dict)  # op type -> node count
+    nodes: int = 0
+    initializers: int = 0
+    parameters: int = 0
+
+
+def _inspect_onnx(local_path: str, name: str) -> dict[str, Any]:
+    """Facts of an ONNX file, walked at the protobuf wire level without loading its weights."""
     size = os.path.getsize(local_path)
+    model = _ONNXModel()
     with open(local_path, "rb") as fh:
         first = fh.read(1)
         # an ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08
         if first != b"\x08":
             raise InspectionError(name, "not an ONNX model (protobuf ModelProto expected)")
         fh.seek(0)
-        reader = _ProtoReader(fh, name)
-        ir_version = None
-        opsets: dict[str, int | None] = {}
-        op_types: dict[str, int] = {}
-        nodes = 0
-        parameters = 0
-        initializers = 0
-        producer = None
-        for number, wire, value in reader.fields(size):
-            if number == 1 and wire == 0:
-                ir_version = value
-            elif number == 2 and wire == 2:
-                producer = reader.string(value)
-            elif number == 8 and wire == 2:
-                if len(opsets) >= ONNX_MAX_OPSETS:
-                    raise reader.fail(f"more than {ONNX_MAX_OPSETS} opset imports")
-                here = fh.tell()
-                fh.seek(value[0])
-                domain, version = "", None
-                for n, w, v in reader.fields(value[1]):
-                    if n == 1 and w == 2:
-                        domain = reader.string(v)
-                    elif n == 2 and w == 0:
-                        version = v
-                opsets[domain or "ai.onnx"] = version
-                fh.seek(here)
-            elif number == 7 and wire == 2:
-                here = fh.tell()
-                fh.seek(value[0])
-                for n, w, v in reader.fields(value[1]):
-                    if n == 1 and w == 2:  # NodeProto
-                        nodes += 1
-                        if nodes > ONNX_MAX_NODES:
-                            raise reader.fail(f"the graph has more than {ONNX_MAX_NODES} nodes")
-                        back = fh.tell()
-                        fh.seek(v[0])
-                        for nn, ww, vv in reader.fields(v[1]):
-                            if nn == 4 and ww == 2:
-                                op = reader.string(vv)
-                                if op not in op_types and len(op_types) >= ONNX_MAX_OP_TYPES:
-                                    raise reader.fail(f"more than {ONNX_MAX_OP_TYPES} kinds of operators")
-                                op_types[op] = op_types.get(op, 0) + 1
-                        fh.seek(back)
-                    elif n == 5 and w == 2:  # TensorProto initializer: dims only, data skipped
-                        initializers += 1
-                        if initializers > ONNX_MAX_INITIALIZERS:
-                            raise reader.fail(f"more than {ONNX_MAX_INITIALIZERS} initializers")
-                        back = fh.tell()
-                        fh.seek(v[0])
-                        dims: list[int] = []
-                        for nn, ww, vv in reader.fields(v[1]):
-                            if nn == 1 and ww == 0:
-                                dims.append(vv)
-                            elif nn == 1 and ww == 2:  # packed dims
-                                again = fh.tell()
-                                fh.seek(vv[0])
-                                while fh.tell() < vv[1]:
-                                    dims.append(reader.varint(vv[1]))
-                                    if len(dims) > ONNX_MAX_DIMS:
-                                        break
-                                fh.seek(again)
-                            if len(dims) > ONNX_MAX_DIMS:
-                                raise reader.fail(f"an initializer has more than {ONNX_MAX_DIMS} dimensions")
-                        count = 1
-                        for dim in dims:
-                            count *= dim  # a negative int64 reads as a huge varint: caught below
-                            if count > MAX_PARAMETERS:
-                                raise InspectionError(name, f"an initializer of shape {dims} claims more than {MAX_PARAMETERS:.0e} parameters")
-                        parameters += count
-                        if parameters > MAX_PARAMETERS:
-                            raise InspectionError(name, f"the initializers claim more than {MAX_PARAMETERS:.0e} parameters")
-                        fh.seek(back)
-                fh.seek(here)
-    if ir_version is None or not opsets:
-        raise InspectionError(name, "malformed ONNX model: no IR version or opset")
-    if ir_version > 2**31 or any(v is not None and v > 2**31 for v in opsets.values()):
-        raise InspectionError(name, "malformed ONNX model: IR or opset version out of range")
-    quantized = sorted(op for op in op_types if op in QUANTIZED_ONNX_OPS)
+        _onnx_model(_ProtoReader(fh, name), size, model)
+    _onnx_check_versions(model, name)
+    quantized = sorted(op for op in model.op_types if op in QUANTIZED_ONNX_OPS)
     return {
         "format": "onnx",
-        "ir_version": ir_version,
-        "opset": opsets.get("ai.onnx"),
-        "opsets": opsets,
-        "producer": producer,
-        "node_count": nodes,
-        "op_types": sorted(op_types),
+        "ir_version": model.ir_version,
+        "opset": model.opsets.get("ai.onnx"),
+        "opsets": model.opsets,
+        "producer": model.producer,
+        "node_count": model.nodes,
+        "op_types": sorted(model.op_types),
         "quantized_ops": quantized,
         "quantization": "int8" if quantized else None,
-        "parameter_count": parameters,
-        "tensor_count": initializers,
+        "parameter_count": model.parameters,
+        "tensor_count": model.initializers,
     }
+
+
+def _onnx_model(reader: _ProtoReader, size: int, model: _ONNXModel) -> None:
+    """The ModelProto's fields: IR version, producer, opset imports (at most ONNX_MAX_OPSETS) and the graph."""
+    for number, wire, value in reader.fields(size):
+        if number == 1 and wire == 0:
+            model.ir_version = value
+        elif number == 2 and wire == 2:
+            model.producer = reader.string(value)
+        elif number == 8 and wire == 2:
+            if len(model.opsets) >= ONNX_MAX_OPSETS:
+                raise reader.fail(f"more than {ONNX_MAX_OPSETS} opset imports")
+            domain, version = _onnx_opset(reader, value)
+            model.opsets[domain or "ai.onnx"] = version
+        elif number == 7 and wire == 2:
+            _onnx_graph(reader, value, model)
+
+
+def _onnx_opset(reader: _ProtoReader, span: tuple[int, int]) -> tuple[str, int | None]:
+    """One OperatorSetIdProto: its domain (at most ONNX_MAX_STRING bytes) and version."""
+    domain, version = "", None
+    for number, wire, value in reader.message(span):
+        if number == 1 and wire == 2:
+            domain = reader.string(value)
+        elif number == 2 and wire == 0:
+            version = value
+    return domain, version
+
+
+def _onnx_graph(reader: _ProtoReader, span: tuple[int, int], model: _ONNXModel) -> None:
+    """The GraphProto's nodes (at most ONNX_MAX_NODES) and initializers (at most ONNX_MAX_INITIALIZERS, MAX_PARAMETERS in all)."""
+    for number, wire, value in reader.message(span):
+        if number == 1 and wire == 2:  # NodeProto
+            model.nodes += 1
+            if model.nodes > ONNX_MAX_NODES:
+                raise reader.fail(f"the graph has more than {ONNX_MAX_NODES} nodes")
+            _onnx_node(reader, value, model.op_types)
+        elif number == 5 and wire == 2:  # TensorProto initializer: dims only, data skipped
+            model.initializers += 1
+            if model.initializers > ONNX_MAX_INITIALIZERS:
+                raise reader.fail(f"more than {ONNX_MAX_INITIALIZERS} initializers")
+            model.parameters += _onnx_initializer_parameters(reader, value)
+            if model.parameters > MAX_PARAMETERS:
+                raise InspectionError(reader.name, f"the initializers claim more than {MAX_PARAMETERS:.0e} parameters")
+
+
+def _onnx_node(reader: _ProtoReader, span: tuple[int, int], op_types: dict[str, int]) -> None:
+    """One NodeProto: its op type (at most ONNX_MAX_STRING bytes) counted, at most ONNX_MAX_OP_TYPES kinds in all."""
+    for number, wire, value in reader.message(span):
+        if number == 4 and wire == 2:
+            op = reader.string(value)
+            if op not in op_types and len(op_types) >= ONNX_MAX_OP_TYPES:
+                raise reader.fail(f"more than {ONNX_MAX_OP_TYPES} kinds of operators")
+            op_types[op] = op_types.get(op, 0) + 1
+
+
+def _onnx_initializer_parameters(reader: _ProtoReader, span: tuple[int, int]) -> int:
+    """One initializer TensorProto's element count, from its dims alone: at most MAX_PARAMETERS."""
+    dims = _onnx_initializer_dims(reader, span)
+    count = 1
+    for dim in dims:
+        count *= dim  # a negative int64 reads as a huge varint: caught below
+        if count > MAX_PARAMETERS:
+            raise InspectionError(reader.name, f"an initializer of shape {dims} claims more than {MAX_PARAMETERS:.0e} parameters")
+    return count
+
+
+def _onnx_initializer_dims(reader: _ProtoReader, span: tuple[int, int]) -> list[int]:
+    """One initializer TensorProto's dims, plain or packed: at most ONNX_MAX_DIMS; its data is skipped."""
+    dims: list[int] = []
+    for number, wire, value in reader.message(span):
+        if number == 1 and wire == 0:
+            dims.append(value)
+        elif number == 1 and wire == 2:  # packed dims
+            reader.packed_varints(value, dims, ONNX_MAX_DIMS)
+        if len(dims) > ONNX_MAX_DIMS:
+            raise reader.fail(f"an initializer has more than {ONNX_MAX_DIMS} dimensions")
+    return dims
+
+
+def _onnx_check_versions(model: _ONNXModel, name: str) -> None:
+    """An IR version and at least one opset, none above 2**31."""
+    if model.ir_version is None or not model.opsets:
+        raise InspectionError(name, "malformed ONNX model: no IR version or opset")
+    if model.ir_version > 2**31 or any(v is not None and v > 2**31 for v in model.opsets.values()):
+        raise InspectionError(name, "malformed ONNX model: IR or opset version out of range")

@@ -20,7 +20,7 @@ from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound
 
 from . import chain
-from .chain import ChainMisconfigured, ChainUnavailable, ContractReverted, chain_errors
+from .chain import ChainMisconfigured, ChainUnavailable, ContractReverted, chain_errors, from_hex, hex0x, to_bytes32
 from .models import ChainTransaction, RelayerNonce
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def registry_deploy(
         "owner": owner,
         "platform_fee_bps": int(fee_bps),
         "platform_fee_recipient": fee_recipient,
-        "transaction_hash": "0x" + bytes(tx_hash).hex(),
+        "transaction_hash": hex0x(tx_hash),
         "block_number": receipt["blockNumber"],
         "compiler": artifact["compiler"]["version"],
         "deployed_at": datetime.now(UTC).isoformat(),
@@ -222,7 +222,7 @@ def transaction_process(*, transaction_id: int) -> ChainTransaction:
         # applied, and that is what counts.
         existing = _already_applied(tx)
         if existing is not None:
-            return _mark_confirmed(tx.pk, existing, fee_wei=fee, own_hash="0x" + bytes(receipt["transactionHash"]).hex())
+            return _mark_confirmed(tx.pk, existing, fee_wei=fee, own_hash=hex0x(receipt["transactionHash"]))
         reason = _replay_revert(tx, receipt)
         _mark_failed(tx.pk, reason.error_name, str(reason), fee_wei=fee)
         raise TransactionFailed(str(reason), error_code=reason.error_name)
@@ -269,7 +269,7 @@ def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in args.items():
         if isinstance(value, (bytes, bytearray, HexBytes)):
-            out[key] = "0x" + bytes(value).hex()
+            out[key] = hex0x(value)
         elif isinstance(value, bool):
             out[key] = value
         elif isinstance(value, int):
@@ -285,7 +285,7 @@ def _call_args(tx: ChainTransaction) -> list[Any]:
         raw = tx.args[item["name"]]
         kind = item["type"]
         if kind.startswith("bytes"):
-            values.append(bytes.fromhex(raw[2:] if raw.startswith("0x") else raw))
+            values.append(from_hex(raw))
         elif kind.startswith(("uint", "int")):
             values.append(int(raw))
         elif kind == "address":
@@ -313,16 +313,16 @@ def _already_applied(tx: ChainTransaction) -> _Applied | dict | None:
     args = tx.args
     with chain_errors():
         if tx.function == "publishVersionBySig":
-            model_id = bytes.fromhex(args["modelId"][2:])
+            model_id = to_bytes32(args["modelId"])
             version = int(args["version"])
             digest = contract.functions.versionDigest(model_id, version).call()
-            if bytes(digest) == bytes.fromhex(args["rootDigest"][2:]):
+            if bytes(digest) == to_bytes32(args["rootDigest"]):
                 return _find_log(contract.events.VersionPublished, {"modelId": model_id, "version": version})
         elif tx.function == "createModelBySig":
             model_id = contract.functions.computeModelId(
-                to_checksum_address(args["vendor"]), bytes.fromhex(args["slugHash"][2:])
+                to_checksum_address(args["vendor"]), to_bytes32(args["slugHash"])
             ).call()
-            if contract.functions.models(model_id).call()[0] != "0x" + "00" * 20:
+            if chain.model_on_chain(model_id, contract=contract).exists:
                 return _find_log(contract.events.ModelCreated, {"modelId": model_id})
     return None
 
@@ -333,9 +333,9 @@ def _find_log(event, filters: dict[str, Any]) -> _Applied:
     if not logs:
         w3 = chain.web3()
         head = w3.eth.get_block("latest")
-        return _Applied("", head["number"], "0x" + bytes(head["hash"]).hex())
+        return _Applied("", head["number"], hex0x(head["hash"]))
     log = logs[-1]
-    return _Applied("0x" + bytes(log["transactionHash"]).hex(), log["blockNumber"], "0x" + bytes(log["blockHash"]).hex())
+    return _Applied(hex0x(log["transactionHash"]), log["blockNumber"], hex0x(log["blockHash"]))
 
 
 def _fees(w3) -> dict[str, int]:
@@ -443,8 +443,8 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
         signed = account.sign_transaction(built)
         locked.from_address = account.address
         locked.nonce = nonce
-        locked.raw_transaction = "0x" + bytes(signed.raw_transaction).hex()
-        locked.tx_hash = "0x" + bytes(signed.hash).hex()
+        locked.raw_transaction = hex0x(signed.raw_transaction)
+        locked.tx_hash = hex0x(signed.hash)
         locked.status = ChainTransaction.Status.SIGNED
         locked.sent_block = head
         locked.save()
@@ -539,8 +539,8 @@ def _replace_if_stuck(tx: ChainTransaction, head: int) -> ChainTransaction:
             locked.tx_hash, locked.nonce, head - (locked.sent_block or head), fees["maxFeePerGas"], fees["maxPriorityFeePerGas"],
         )
         locked.replaced_hashes = [*(locked.replaced_hashes or []), locked.tx_hash]
-        locked.raw_transaction = "0x" + bytes(signed.raw_transaction).hex()
-        locked.tx_hash = "0x" + bytes(signed.hash).hex()
+        locked.raw_transaction = hex0x(signed.raw_transaction)
+        locked.tx_hash = hex0x(signed.hash)
         locked.sent_block = head
         locked.attempts = locked.attempts + 1
         locked.save()
@@ -573,9 +573,9 @@ def _mark_confirmed(pk: int, receipt: Any, *, fee_wei: int | None = None, own_ha
             if fee_wei is not None:
                 tx.fee_wei = fee_wei
         else:
-            tx.tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()  # the latest signing, or one it replaced
+            tx.tx_hash = hex0x(receipt["transactionHash"])  # the latest signing, or one it replaced
             tx.block_number = receipt["blockNumber"]
-            tx.block_hash = "0x" + bytes(receipt["blockHash"]).hex()
+            tx.block_hash = hex0x(receipt["blockHash"])
             tx.gas_used = receipt["gasUsed"]
             tx.fee_wei = _fee_of(receipt)
         tx.status = ChainTransaction.Status.CONFIRMED

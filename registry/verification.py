@@ -37,7 +37,7 @@ def versions_on_chain(candidates: list[tuple[str, int, str]]) -> list[dict[str, 
     answers = []
     with chain_errors():
         for model_id, version, digest in candidates:
-            raw = bytes.fromhex(model_id[2:])
+            raw = chain.to_bytes32(model_id)
             on_chain = bytes(contract.functions.versionDigest(raw, int(version)).call()).hex()
             answers.append(
                 {

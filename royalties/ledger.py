@@ -24,7 +24,7 @@ from django.utils import timezone
 from eth_utils import to_checksum_address
 
 from registry import chain
-from registry.chain import chain_errors
+from registry.chain import PERPETUAL, chain_errors
 from registry.models import ChainEvent, IndexerCursor
 
 from .models import LedgerEntry, LedgerLine, ReconciliationAlert
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 # the credits a purchase makes, and the event argument that names whom each credits
 CREDIT_EVENTS = {"PlatformFeeCredited": "recipient", "RoyaltyCredited": "payee", "OverpaymentCredited": "payer"}
 MONEY_EVENTS = {"LicensePurchased", *CREDIT_EVENTS, "Withdrawn", "TermsChanged", "PlatformFeeChanged"}
-PERPETUAL = 2**64 - 1
 
 
 def credit_account(address: str) -> str:

@@ -11,12 +11,10 @@ from django.utils import timezone as djtz
 from eth_utils import to_checksum_address
 
 from registry import chain
-from registry.chain import ChainUnavailable, chain_errors
+from registry.chain import PERPETUAL, ChainUnavailable, chain_errors, hex0x, to_bytes32
 
 from .models import License
 from .rules import LineageNode, royalty_split
-
-PERPETUAL = 2**64 - 1
 
 
 class LicenseCheckUnavailable(Exception):
@@ -113,7 +111,7 @@ def _expiry_datetime(expiry: int) -> datetime | None:
 def _check_on_chain(model_id: str, wallets: list[str], now: datetime) -> LicenseDecision:
     contract = chain.registry_contract()
     w3 = chain.web3()
-    raw_id = bytes.fromhex(model_id[2:])
+    raw_id = to_bytes32(model_id)
     unconfirmed: LicenseDecision | None = None
     with chain_errors():
         head = w3.eth.block_number
@@ -153,16 +151,15 @@ def lineage_on_chain(*, model_id: str) -> list[LineageNode]:
     """The model and its ancestors as the contract has them (vendor, upstream share)."""
     contract = chain.registry_contract()
     nodes: list[LineageNode] = []
-    current = bytes.fromhex(model_id[2:])
-    with chain_errors():
-        for _ in range(10):
-            vendor, _latest, bps, _depth, _listed, _price, _duration, parent = contract.functions.models(current).call()
-            if int(vendor, 16) == 0:
-                break
-            nodes.append(LineageNode("0x" + current.hex(), vendor, int(bps)))
-            if bytes(parent) == b"\x00" * 32:
-                break
-            current = bytes(parent)
+    current = hex0x(to_bytes32(model_id))
+    for _ in range(10):
+        model = chain.model_on_chain(current, contract=contract)
+        if not model.exists:
+            break
+        nodes.append(LineageNode(current, model.vendor, model.upstream_bps))
+        if not model.has_parent:
+            break
+        current = model.parent_id
     return nodes
 
 
@@ -172,8 +169,8 @@ def royalty_preview(*, model_id: str, price_wei: int | None = None) -> dict:
     with chain_errors():
         fee_bps = contract.functions.platformFeeBps().call()
         recipient = contract.functions.platformFeeRecipient().call()
-        model = contract.functions.models(bytes.fromhex(model_id[2:])).call()
-    price = int(model[5]) if price_wei is None else int(price_wei)
+        model = chain.model_on_chain(model_id, contract=contract)
+    price = model.price_wei if price_wei is None else int(price_wei)
     lineage = lineage_on_chain(model_id=model_id)
     credits = royalty_split(price_wei=price, platform_fee_bps=fee_bps, platform_recipient=recipient, lineage=lineage)
     return {
@@ -193,29 +190,29 @@ def purchase_transaction(*, model_id: str, licensee: str, max_price_wei: int | N
     perpetual sentinel for a perpetual licence), so a vendor who shortens the licence length in
     front of the purchase makes it revert (`ExpiryBelowMinimum`) instead of selling less."""
     contract = chain.registry_contract()
-    raw = bytes.fromhex(model_id[2:])
+    raw = to_bytes32(model_id)
     licensee = to_checksum_address(licensee)
     with chain_errors():
-        model = contract.functions.models(raw).call()
+        model = chain.model_on_chain(raw, contract=contract)
         current = contract.functions.licenseExpiry(raw, licensee).call()
         now = chain.web3().eth.get_block("latest")["timestamp"]
-    vendor, _latest, _bps, _depth, listed, price, duration, _parent = model
-    if int(vendor, 16) == 0:
+    if not model.exists:
         raise LookupError("no such model on chain")
-    max_price = int(price) if max_price_wei is None else int(max_price_wei)
-    if duration == 0:
+    price = model.price_wei
+    max_price = price if max_price_wei is None else int(max_price_wei)
+    if model.perpetual:
         expires = min_expires = PERPETUAL
     else:
-        expires = min(max(int(current), int(now)) + int(duration), PERPETUAL - 1)  # the contract's cap
+        expires = min(max(int(current), int(now)) + model.license_duration, PERPETUAL - 1)  # the contract's cap
         min_expires = max(expires - int(settings.LICENSE_EXPIRY_SLACK_SECONDS), 0)
     return {
         "to": contract.address,
         "data": contract.encode_abi("purchaseLicense", args=[raw, licensee, max_price, min_expires]),
-        "value": int(price),
+        "value": price,
         "chain_id": int(chain.web3().eth.chain_id),
-        "price_wei": int(price),
+        "price_wei": price,
         "max_price_wei": max_price,
-        "listed": bool(listed),
+        "listed": model.listed,
         "licensee": licensee,
         "current_expiry": int(current) or None,
         "expires_at_if_mined_now": expires,
@@ -263,7 +260,7 @@ def purchase_confirm(*, tx_hash: str) -> PurchaseConfirmation:
             continue
         args = event["args"]
         fields = dict(
-            model_id="0x" + bytes(args["modelId"]).hex(), licensee=args["licensee"], expiry=int(args["expiresAt"]),
+            model_id=hex0x(args["modelId"]), licensee=args["licensee"], expiry=int(args["expiresAt"]),
             block=receipt["blockNumber"], source=License.Source.EVENT,
         )
         row = license_record(**fields) if confirmed else _license_unsaved(**fields)

@@ -261,8 +261,8 @@ def purchase(anvil: Anvil, model_id: str, buyer_key: str, *, value: int | None =
     contract = chain_module.registry_contract()
     w3 = chain_module.web3()
     buyer = Account.from_key(buyer_key)
-    raw_id = bytes.fromhex(model_id[2:])
-    price = contract.functions.models(raw_id).call()[5]
+    raw_id = chain_module.to_bytes32(model_id)
+    price = chain_module.model_on_chain(raw_id, contract=contract).price_wei
     tx = contract.functions.purchaseLicense(raw_id, buyer.address, price).build_transaction(
         {"from": buyer.address, "value": price if value is None else value, "nonce": w3.eth.get_transaction_count(buyer.address)}
     )

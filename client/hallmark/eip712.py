@@ -14,6 +14,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
 from .errors import InvalidSignature
+from .onchain import ZERO_BYTES32, from_hex, hex0x, to_bytes32
 
 DOMAIN_NAME = "ModelRegistry"
 DOMAIN_VERSION = "1"
@@ -45,33 +46,21 @@ TYPES: dict[str, list[dict[str, str]]] = {
     ],
 }
 
-ZERO_BYTES32 = "0x" + "00" * 32
-
 
 def bytes32_hex(value: str | bytes) -> str:
     """Normalise a bytes32 given as bytes or (0x-)hex to lowercase 0x-hex, checking its length."""
-    if isinstance(value, (bytes, bytearray)):
-        raw = bytes(value)
-    else:
-        text = value[2:] if value.startswith(("0x", "0X")) else value
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not hex") from exc
-    if len(raw) != 32:
-        raise ValueError(f"expected 32 bytes, got {len(raw)}")
-    return "0x" + raw.hex()
+    return hex0x(to_bytes32(value))
 
 
 def slug_hash(slug: str) -> str:
     """keccak256 of the model slug's UTF-8 bytes, as the contract expects."""
-    return "0x" + keccak(slug.encode("utf-8")).hex()
+    return hex0x(keccak(slug.encode("utf-8")))
 
 
 def compute_model_id(vendor: str, slug: str) -> str:
     """modelId = keccak256(abi.encode(vendor, slugHash)), as `ModelRegistry.computeModelId`."""
-    encoded = abi_encode(["address", "bytes32"], [to_checksum_address(vendor), bytes.fromhex(slug_hash(slug)[2:])])
-    return "0x" + keccak(encoded).hex()
+    encoded = abi_encode(["address", "bytes32"], [to_checksum_address(vendor), to_bytes32(slug_hash(slug))])
+    return hex0x(keccak(encoded))
 
 
 def domain(chain_id: int, verifying_contract: str) -> dict[str, Any]:
@@ -151,13 +140,13 @@ def typed_data_create_model(
 def sign_typed_data(typed_data: dict[str, Any], private_key: str | bytes) -> str:
     """Sign typed data with a local key (CLI, tests); returns the 65-byte signature as 0x-hex."""
     signed = Account.sign_message(encode_typed_data(full_message=typed_data), private_key)
-    return "0x" + bytes(signed.signature).hex()
+    return hex0x(signed.signature)
 
 
 def recover_typed_data_signer(typed_data: dict[str, Any], signature: str | bytes) -> str:
     """The checksummed address that signed `typed_data`; InvalidSignature if unreadable."""
     try:
-        raw = bytes.fromhex(signature[2:] if signature.startswith("0x") else signature) if isinstance(signature, str) else bytes(signature)
+        raw = from_hex(signature) if isinstance(signature, str) else bytes(signature)
         if len(raw) != 65:
             raise ValueError(f"a signature has 65 bytes, this one {len(raw)}")
         return Account.recover_message(encode_typed_data(full_message=typed_data), signature=raw)

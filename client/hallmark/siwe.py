@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
 
+from .onchain import hex0x
+
 STATEMENT = "Sign in to Hallmark, the edge model marketplace."
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 def siwe_message(
@@ -27,7 +29,7 @@ def siwe_message(
     statement: str = STATEMENT,
 ) -> str:
     """The EIP-4361 text a wallet signs with `personal_sign`."""
-    issued = issued_at or datetime.now(UTC)
+    issued = issued_at or datetime.now(timezone.utc)
     lines = [
         f"{domain} wants you to sign in with your Ethereum account:",
         to_checksum_address(address),
@@ -46,4 +48,4 @@ def siwe_message(
 
 def sign_message(text: str, private_key: str | bytes) -> str:
     """`personal_sign` of `text` with a local key; 0x-hex signature."""
-    return "0x" + bytes(Account.sign_message(encode_defunct(text=text), private_key).signature).hex()
+    return hex0x(Account.sign_message(encode_defunct(text=text), private_key).signature)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .manifest import FileDigest, hash_directory, metadata_digest, root_digest
+from .onchain import hex0x, read_model, to_bytes32
 
 if TYPE_CHECKING:
     from web3 import Web3
@@ -84,10 +85,10 @@ def connect(rpc_url: str, timeout: float = 10.0) -> Web3:
 
 
 def _model_id_bytes(model_id: str) -> bytes:
-    raw = bytes.fromhex(model_id[2:] if model_id.startswith("0x") else model_id)
-    if len(raw) != 32:
-        raise ValueError("a model id is 32 bytes of hex")
-    return raw
+    try:
+        return to_bytes32(model_id)
+    except ValueError as exc:
+        raise ValueError("a model id is 32 bytes of hex") from exc
 
 
 def verify_directory(
@@ -117,7 +118,7 @@ def verify_directory(
     if not Path(directory).is_dir():
         raise FileNotFoundError(2, "no such directory", str(directory))
     raw_id = _model_id_bytes(model_id)
-    model_hex = "0x" + raw_id.hex()
+    model_hex = hex0x(raw_id)
     result = Verification(Outcome.VERIFIED, "", model_hex, int(version))
     local = hash_directory(directory, exclude=exclude)
     result.local_root = root_digest(local) if local else None
@@ -125,7 +126,7 @@ def verify_directory(
     try:
         w3 = connect(rpc_url, timeout)
         registry = w3.eth.contract(address=w3.to_checksum_address(registry_address), abi=registry_abi())
-        vendor = registry.functions.models(raw_id).call()[0]
+        model = read_model(registry, raw_id)
         chain_root = bytes(registry.functions.versionDigest(raw_id, int(version)).call())
         revoked = registry.functions.isRevoked(raw_id, int(version)).call()
         signer = signed_metadata = None
@@ -145,7 +146,7 @@ def verify_directory(
         result.message = f"the chain at {rpc_url} could not be read: {exc}"
         return result
 
-    result.vendor = vendor if int(vendor, 16) else None
+    result.vendor = model.vendor if model.exists else None
     if result.vendor is None or chain_root == ZERO32:
         result.outcome = Outcome.UNKNOWN_VERSION
         what = "model" if result.vendor is None else f"version {version} of the model"
@@ -161,15 +162,15 @@ def verify_directory(
     if names_signed and expected is not None and {f.name for f in local} != {f.name for f in expected}:
         _explain_mismatch(result, local, expected)
         return result
-    if signer is None or signer.lower() != vendor.lower():
+    if signer is None or signer.lower() != model.vendor.lower():
         result.outcome = Outcome.SIGNER_MISMATCH
-        result.message = f"version {version} was published by {signer}, not by the model's vendor {vendor}"
+        result.message = f"version {version} was published by {signer}, not by the model's vendor {model.vendor}"
         return result
     if revoked:
         result.outcome = Outcome.REVOKED
         result.message = f"the files match version {version}, but its vendor revoked it: do not use it"
         return result
-    result.message = f"verified: {len(local)} file(s) match version {version}, signed by the vendor {vendor}"
+    result.message = f"verified: {len(local)} file(s) match version {version}, signed by the vendor {model.vendor}"
     return result
 
 

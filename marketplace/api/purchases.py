@@ -10,8 +10,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from registry.chain import PERPETUAL
 from royalties.services import (
-    PERPETUAL,
     PurchaseFailed,
     PurchaseNotFound,
     purchase_confirm,

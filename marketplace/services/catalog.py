@@ -21,7 +21,6 @@ from .states import model_mark_failed, model_mark_live
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 MAX_UINT96 = 2**96 - 1
-MAX_UINT64 = 2**64 - 1
 
 
 def _chain_unavailable(exc: Exception) -> Unavailable:
@@ -45,7 +44,7 @@ def model_create(
         raise InvalidInput("a model name uses letters, digits, '.', '_' and '-' (at most 96)", code="invalid_slug")
     if isinstance(price_wei, bool) or not isinstance(price_wei, int) or not 0 <= price_wei <= MAX_UINT96:
         raise InvalidInput("price_wei is an integer number of wei between 0 and 2^96-1", code="invalid_price")
-    if not isinstance(license_duration, int) or not 0 <= license_duration <= MAX_UINT64:
+    if not isinstance(license_duration, int) or not 0 <= license_duration <= chain.PERPETUAL:  # uint64 max
         raise InvalidInput("license_duration is seconds (0 for perpetual)", code="invalid_duration")
     if not isinstance(upstream_bps, int) or not 0 <= upstream_bps <= 10_000:
         raise InvalidInput("upstream_bps is between 0 and 10000", code="invalid_upstream_bps")
@@ -172,10 +171,10 @@ def model_create_call(*, model: Model) -> dict[str, str] | None:
     message = model.typed_data["message"]
     return chain.call_data(
         "createModel",
-        bytes.fromhex(message["slugHash"][2:]),
+        chain.to_bytes32(message["slugHash"]),
         int(message["price"]),
         int(message["licenseDuration"]),
-        bytes.fromhex(message["parentId"][2:]),
+        chain.to_bytes32(message["parentId"]),
         int(message["upstreamBps"]),
     )
 
@@ -183,7 +182,7 @@ def model_create_call(*, model: Model) -> dict[str, str] | None:
 def model_terms_call(*, model: Model, price_wei: int, license_duration: int, listed: bool) -> dict[str, str]:
     """`{to, data, from}` of `setTerms` for the vendor's own wallet to send (terms change on
     chain; the indexer copies them here from `TermsChanged`)."""
-    call = chain.call_data("setTerms", bytes.fromhex(model.chain_model_id[2:]), price_wei, license_duration, listed)
+    call = chain.call_data("setTerms", chain.to_bytes32(model.chain_model_id), price_wei, license_duration, listed)
     return {**call, "from": model.vendor.address}
 
 
@@ -218,7 +217,7 @@ def model_register_from_tx(*, model: Model, tx_hash: str) -> Model:
 
     created = [
         e for e in contract.events.ModelCreated().process_receipt(receipt, errors=DISCARD)
-        if e["address"] == contract.address and "0x" + bytes(e["args"]["modelId"]).hex() == model.chain_model_id
+        if e["address"] == contract.address and chain.hex0x(e["args"]["modelId"]) == model.chain_model_id
     ]
     if receipt["status"] != 1 or not created or created[0]["args"]["vendor"] != model.vendor.address:
         raise InvalidInput("that transaction did not register this model for your wallet", code="not_this_model")

@@ -319,7 +319,7 @@ def version_revoke(*, version: Version, reason: str) -> dict[str, str]:
         raise InvalidInput(f"give a short reason (at most {REVOKE_REASON_MAX_BYTES} bytes)", code="invalid_input")
     call = chain.call_data(
         "revokeVersion",
-        bytes.fromhex(version.model.chain_model_id[2:]),
+        chain.to_bytes32(version.model.chain_model_id),
         version.number,
         reason.encode().ljust(REVOKE_REASON_MAX_BYTES, b"\0"),
     )
@@ -339,13 +339,13 @@ def _published_elsewhere(version: Version) -> str:
     try:
         with chain.chain_errors():
             digest = bytes(
-                chain.registry_contract().functions.versionDigest(bytes.fromhex(model.chain_model_id[2:]), version.number).call()
+                chain.registry_contract().functions.versionDigest(chain.to_bytes32(model.chain_model_id), version.number).call()
             )
     except chain.ChainError:
         return ""
     if digest == bytes(32) or digest.hex() == version.root_digest:
         return ""
-    return chain_mismatch_message(repo_id=model.repo_id, number=version.number, chain_digest="0x" + digest.hex())
+    return chain_mismatch_message(repo_id=model.repo_id, number=version.number, chain_digest=chain.hex0x(digest))
 
 
 def _next_number(model: Model, *, chain_required: bool = True) -> int:
@@ -360,7 +360,7 @@ def _next_number(model: Model, *, chain_required: bool = True) -> int:
     ).aggregate(m=Max("number"))["m"] or 0
     try:
         with chain.chain_errors():
-            latest = chain.registry_contract().functions.latestVersion(bytes.fromhex(model.chain_model_id[2:])).call(
+            latest = chain.registry_contract().functions.latestVersion(chain.to_bytes32(model.chain_model_id)).call(
                 block_identifier="latest"
             )
     except chain.ChainUnavailable as exc:

@@ -7,6 +7,7 @@ import pytest
 from eth_account import Account
 
 from registry import chain as chain_module
+from registry.chain import PERPETUAL, to_bytes32
 from royalties.models import License
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,7 +27,7 @@ def test_buy_then_pull_downloads_and_verifies(chain, marketplace_cli, live_serve
     bought = marketplace_cli.run("buy", "acme/tiny", "--yes", "--rpc", chain.rpc_url, key=buyer_key)
     assert bought.code == 0, bought.text
     assert f"licence: acme/tiny ({model_id}) for {buyer}, perpetual" in bought.out
-    assert chain_module.registry_contract().functions.licenseExpiry(bytes.fromhex(model_id[2:]), buyer).call() == 2**64 - 1
+    assert chain_module.registry_contract().functions.licenseExpiry(to_bytes32(model_id), buyer).call() == PERPETUAL
 
     target = tmp_path / "pulled"
     pulled = marketplace_cli.run("pull", "acme/tiny", "--dir", str(target), "--rpc", chain.rpc_url)

@@ -9,6 +9,7 @@ import requests
 
 from marketplace.models import Version
 from registry import chain as chain_module
+from registry.chain import to_bytes32
 
 from .conftest import root_digest_printed
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def version_digest(model, number: int) -> str:
-    raw = chain_module.registry_contract().functions.versionDigest(bytes.fromhex(model.chain_model_id[2:]), number).call()
+    raw = chain_module.registry_contract().functions.versionDigest(to_bytes32(model.chain_model_id), number).call()
     return bytes(raw).hex()
 
 

@@ -7,6 +7,7 @@ import pytest
 from eth_utils import keccak
 
 from hallmark.verify import Outcome
+from registry.chain import to_bytes32
 from tests.conftest import free_port
 from tests.registry.kit import Registry
 
@@ -62,7 +63,7 @@ def test_an_extra_file_differs(verify, files):
 
 def test_a_revoked_version_fails_even_when_its_files_match(chain, verify, live_version):
     registry = Registry(chain)
-    registry.send(registry.f.revokeVersion(bytes.fromhex(live_version.model.chain_model_id[2:]), 1, keccak(text="bad")),
+    registry.send(registry.f.revokeVersion(to_bytes32(live_version.model.chain_model_id), 1, keccak(text="bad")),
                   live_version.model.vendor.address)
     code, report = verify()
     assert code == Outcome.REVOKED == 5 and "revoked" in report["message"]

@@ -132,8 +132,8 @@ def pay(node: Web3, registry: str, model_id: str, key: str) -> dict:
     """The buyer's own wallet, straight to the node (not through the marketplace or the proxy)."""
     contract = node.eth.contract(address=registry, abi=chain_module.load_artifact()["abi"])
     buyer = Account.from_key(key)
-    raw_id = bytes.fromhex(model_id[2:])
-    price = contract.functions.models(raw_id).call()[5]
+    raw_id = chain_module.to_bytes32(model_id)
+    price = chain_module.model_on_chain(raw_id, contract=contract).price_wei
     tx = contract.functions.purchaseLicense(raw_id, buyer.address, price).build_transaction(
         {"from": buyer.address, "value": price, "nonce": node.eth.get_transaction_count(buyer.address, "pending")}
     )
@@ -206,7 +206,7 @@ def test_a_run_on_a_faulty_chain_ends_consistent(testnet, celery_worker, live_se
 
     # every version live exactly once, as the chain has it
     contract = node.eth.contract(address=testnet["address"], abi=chain_module.load_artifact()["abi"])
-    raw_id = bytes.fromhex(model.chain_model_id[2:])
+    raw_id = chain_module.to_bytes32(model.chain_model_id)
     assert contract.functions.latestVersion(raw_id).call() == 3
     for number, root, _sha in published:
         assert contract.functions.versionDigest(raw_id, number).call().hex() == root

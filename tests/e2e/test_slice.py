@@ -38,7 +38,7 @@ def test_vendor_publishes_through_worker_and_only_licensed_buyer_downloads(
     assert http.post(f"{base}/api/v1/vendor/models/tiny/signature", json={"signature": model_sig}).status_code == 202
     wait_for(lambda: http.get(f"{base}/api/v1/vendor/models/tiny").json()["status"] == "live", message="model live")
     model = Model.objects.get(slug="tiny")
-    assert chain_module.registry_contract().functions.models(bytes.fromhex(model.chain_model_id[2:])).call()[0] == vendor.address
+    assert chain_module.model_on_chain(model.chain_model_id).vendor == vendor.address
 
     # a version: upload a real GGUF, a worker hashes and inspects it into the OMS manifest
     version_id = http.post(f"{base}/api/v1/vendor/models/tiny/versions").json()["id"]
@@ -64,7 +64,7 @@ def test_vendor_publishes_through_worker_and_only_licensed_buyer_downloads(
         message="version live",
     )
     assert live["number"] == 1
-    on_chain = chain_module.registry_contract().functions.versionDigest(bytes.fromhex(model.chain_model_id[2:]), 1).call()
+    on_chain = chain_module.registry_contract().functions.versionDigest(chain_module.to_bytes32(model.chain_model_id), 1).call()
     assert on_chain.hex() == live["root_digest"]
     assert ChainTransaction.objects.filter(status="confirmed").count() == 2
 

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from marketplace.models import Download
 from registry import chain as chain_mod
+from registry.chain import hex0x, to_bytes32
 from tests.conftest import publish, purchase
 from tests.registry.test_inspection import onnx_model
 
@@ -59,7 +60,7 @@ def send_from_wallet(tx: dict, key: str, **extra) -> str:
         "nonce": w3.eth.get_transaction_count(account.address, "pending"), "gas": 300_000,
         "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, **extra,
     }
-    return "0x" + bytes(w3.eth.send_raw_transaction(account.sign_transaction(fields).raw_transaction)).hex()
+    return hex0x(w3.eth.send_raw_transaction(account.sign_transaction(fields).raw_transaction))
 
 
 def test_purchase_helper_then_confirmation_then_download(chain, catalog, make_party):
@@ -89,7 +90,7 @@ def test_a_reverted_purchase_is_reported_and_grants_nothing(chain, catalog, make
     offer = client.get("/api/v1/models/acme/tiny-chat/purchase").json()
     vendor_address = catalog[2].model.vendor.address
     registry = chain_mod.registry_contract()
-    model_id = bytes.fromhex(catalog[2].model.chain_model_id[2:])
+    model_id = to_bytes32(catalog[2].model.chain_model_id)
     chain_mod.web3().eth.wait_for_transaction_receipt(registry.functions.setTerms(model_id, 3 * 10**15, 0, True).transact({"from": vendor_address}))
     tx_hash = send_from_wallet(offer["transaction"], buyer.key)  # the price rose above max_price
     failed = client.post("/api/v1/purchases", {"tx_hash": tx_hash}, format="json")

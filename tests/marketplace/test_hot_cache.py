@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from marketplace import services
 from marketplace.models import ApiToken, Wallet
+from registry.chain import to_bytes32
 from registry.indexer import indexer_run
 from registry.models import CacheGeneration
 from royalties.models import License
@@ -105,7 +106,7 @@ def test_a_cached_main_moves_to_a_new_version_and_a_revoked_one_is_gone(chain, b
     moved = client.head(URL)
     assert moved.status_code == 200 and moved["X-Repo-Commit"] == v2.commit_sha != first["X-Repo-Commit"]
     reg = Registry(chain)
-    reg.send(reg.f.revokeVersion(bytes.fromhex(live_version.model.chain_model_id[2:]), 1, keccak(text="bad")), vendor.address)
+    reg.send(reg.f.revokeVersion(to_bytes32(live_version.model.chain_model_id), 1, keccak(text="bad")), vendor.address)
     indexer_run()
     gone = client.head("/acme/tiny/resolve/v1/model.gguf")
     assert gone.status_code == 410

@@ -15,7 +15,7 @@ from web3.logs import DISCARD
 
 from hallmark import eip712
 from registry import chain as chain_mod
-from registry.chain import ContractReverted, chain_errors
+from registry.chain import ContractReverted, chain_errors, from_hex, model_on_chain, to_bytes32
 
 ROOT = Path(__file__).resolve().parents[2]
 ZERO = b"\x00" * 32
@@ -84,7 +84,7 @@ class Registry:
     def buy(self, buyer: str, model_id: bytes, licensee: str | None = None, value: int | None = None,
             max_price: int | None = None, min_expires_at: int | None = None):
         """`purchaseLicense` at the current price; with `min_expires_at`, the four-argument overload."""
-        price = self.f.models(model_id).call()[5]
+        price = model_on_chain(model_id, contract=self.c).price_wei
         args = [model_id, licensee or buyer, price if max_price is None else max_price]
         if min_expires_at is not None:
             args.append(min_expires_at)
@@ -109,11 +109,11 @@ class Registry:
             chain_id=chain_id, contract=contract or self.c.address, model_id=model_id, version=version,
             root_digest=root, metadata_digest=meta, deadline=deadline,
         )
-        return bytes.fromhex(eip712.sign_typed_data(typed, key)[2:])
+        return from_hex(eip712.sign_typed_data(typed, key))
 
 
 def slug_hash(slug: str) -> bytes:
-    return bytes.fromhex(eip712.slug_hash(slug)[2:])
+    return to_bytes32(eip712.slug_hash(slug))
 
 
 def fund_and_impersonate(anvil, address: str, wei: int = 10**24) -> str:

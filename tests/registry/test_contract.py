@@ -10,11 +10,10 @@ from eth_utils import keccak
 from web3.logs import DISCARD
 
 from registry import chain as chain_mod
+from registry.chain import PERPETUAL, from_hex, hex0x, model_on_chain
 from royalties.rules import LineageNode, royalty_split
 
 from .kit import ZERO, Registry, compile_contract, deploy, slug_hash
-
-MAX_UINT64 = 2**64 - 1
 
 
 @pytest.fixture
@@ -57,7 +56,7 @@ def test_lineage_depth_is_bounded_at_eight(reg, vendor):
     parent = reg.create(vendor, "m0")
     for depth in range(1, 9):
         parent = reg.create(vendor, f"m{depth}", parent=parent, bps=1000)
-    assert reg.f.models(parent).call()[3] == 8
+    assert model_on_chain(parent).depth == 8
     reg.reverts("LineageTooDeep", reg.f.createModel(slug_hash("m9"), 1, 0, parent, 1000), vendor)
 
 
@@ -68,7 +67,7 @@ def create_model_sig(reg, key, vendor, slug, nonce, deadline):
         chain_id=31337, contract=reg.c.address, vendor=vendor, slug=slug, price_wei=5, license_duration=60,
         parent_id=None, upstream_bps=0, nonce=nonce, deadline=deadline,
     )
-    return bytes.fromhex(eip712.sign_typed_data(typed, key)[2:])
+    return from_hex(eip712.sign_typed_data(typed, key))
 
 
 def test_create_model_by_sig_registers_for_the_vendor_and_uses_its_nonce_once(reg, chain):
@@ -221,8 +220,8 @@ def test_perpetual_licence_when_duration_is_zero_and_no_paying_twice(reg, vendor
     model_id = reg.create(vendor, "tiny", price=10, duration=0)
     buyer = reg.addr(3)
     receipt = reg.buy(buyer, model_id)
-    assert reg.events(receipt, "LicensePurchased")[0]["expiresAt"] == MAX_UINT64
-    assert reg.f.licenseExpiry(model_id, buyer).call() == MAX_UINT64 and reg.f.hasLicense(model_id, buyer).call()
+    assert reg.events(receipt, "LicensePurchased")[0]["expiresAt"] == PERPETUAL
+    assert reg.f.licenseExpiry(model_id, buyer).call() == PERPETUAL and reg.f.hasLicense(model_id, buyer).call()
     reg.reverts("LicenseAlreadyPerpetual", reg.f.purchaseLicense(model_id, buyer, 10), buyer, 10)
 
 
@@ -257,12 +256,12 @@ def test_a_purchase_that_would_end_before_the_buyers_minimum_reverts_and_takes_n
 
 def test_a_perpetual_licence_meets_any_minimum_and_a_perpetual_minimum_refuses_a_timed_one(reg, vendor):
     model_id = reg.create(vendor, "tiny", price=10, duration=0)
-    receipt = reg.buy(reg.addr(3), model_id, min_expires_at=MAX_UINT64)
-    assert reg.events(receipt, "LicensePurchased")[0]["expiresAt"] == MAX_UINT64
+    receipt = reg.buy(reg.addr(3), model_id, min_expires_at=PERPETUAL)
+    assert reg.events(receipt, "LicensePurchased")[0]["expiresAt"] == PERPETUAL
     reg.send(reg.f.setTerms(model_id, 10, 60, True), vendor)  # perpetual no more
     buyer = reg.addr(4)
-    failed = reg.reverts("ExpiryBelowMinimum", reg.f.purchaseLicense(model_id, buyer, 10, MAX_UINT64), buyer, 10)
-    assert failed.error_args[1] == MAX_UINT64 and failed.error_args[0] < MAX_UINT64
+    failed = reg.reverts("ExpiryBelowMinimum", reg.f.purchaseLicense(model_id, buyer, 10, PERPETUAL), buyer, 10)
+    assert failed.error_args[1] == PERPETUAL and failed.error_args[0] < PERPETUAL
     assert reg.f.licenseExpiry(model_id, buyer).call() == 0
 
 
@@ -271,7 +270,7 @@ def test_a_licence_shortened_between_building_and_sending_the_apis_transaction_r
 
     model_id = reg.create(vendor, "tiny", price=10, duration=30 * 86400)
     buyer, other = reg.addr(3), reg.addr(4)
-    hex_id = "0x" + model_id.hex()
+    hex_id = hex0x(model_id)
     offer = purchase_transaction(model_id=hex_id, licensee=buyer)
     assert offer["min_expires_at"] == offer["expires_at_if_mined_now"] - settings.LICENSE_EXPIRY_SLACK_SECONDS
     later = purchase_transaction(model_id=hex_id, licensee=other)

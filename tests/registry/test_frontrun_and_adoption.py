@@ -14,6 +14,7 @@ from marketplace import selectors, services
 from marketplace.errors import Conflict, Unavailable
 from marketplace.models import Version
 from registry import chain as chain_mod
+from registry.chain import hex0x, to_bytes32
 from registry.indexer import indexer_run
 from registry.models import ChainTransaction
 from registry.services import TransactionPending, transaction_process
@@ -47,7 +48,7 @@ def publish_from_own_wallet(vendor, model, label: bytes) -> bytes:
     """The vendor calls `publishVersion` from their own wallet, outside the marketplace."""
     root = hashlib.sha256(b"root:" + label).digest()
     call = chain_mod.registry_contract().functions.publishVersion(
-        bytes.fromhex(model.chain_model_id[2:]), root, hashlib.sha256(b"meta:" + label).digest()
+        to_bytes32(model.chain_model_id), root, hashlib.sha256(b"meta:" + label).digest()
     )
     receipt = chain_mod.web3().eth.wait_for_transaction_receipt(send(vendor.key, call))
     assert receipt["status"] == 1
@@ -70,8 +71,8 @@ def test_a_relayed_publication_copied_from_the_mempool_and_mined_first_still_goe
         # anyone can read the pending call's arguments and send them first, with a higher tip
         args = row.args
         copied = chain_mod.registry_contract().functions.publishVersionBySig(
-            bytes.fromhex(args["modelId"][2:]), int(args["version"]), bytes.fromhex(args["rootDigest"][2:]),
-            bytes.fromhex(args["metadataDigest"][2:]), int(args["deadline"]), HexBytes(args["signature"]),
+            to_bytes32(args["modelId"]), int(args["version"]), to_bytes32(args["rootDigest"]),
+            to_bytes32(args["metadataDigest"]), int(args["deadline"]), HexBytes(args["signature"]),
         )
         theirs = send(chain.keys[5], copied, maxPriorityFeePerGas=50 * 10**9, maxFeePerGas=100 * 10**9, gas=300_000)
         chain.rpc("evm_mine")
@@ -85,7 +86,7 @@ def test_a_relayed_publication_copied_from_the_mempool_and_mined_first_still_goe
     version = services.version_anchor(version_id=version.pk)
     assert version.status == Version.Status.LIVE and version.number == 2 and not version.error_code
     row.refresh_from_db()
-    assert row.status == "confirmed" and row.tx_hash == "0x" + bytes(theirs).hex()
+    assert row.status == "confirmed" and row.tx_hash == hex0x(theirs)
     assert ours in row.replaced_hashes and row.fee_wei > 0  # what our reverted copy cost is counted
 
 

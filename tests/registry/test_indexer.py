@@ -6,6 +6,7 @@ from eth_utils import keccak
 
 from marketplace.models import Version
 from registry import chain as chain_mod
+from registry.chain import hex0x, to_bytes32
 from registry.indexer import indexer_run
 from registry.models import ChainEvent, IndexerCursor
 from royalties.models import License
@@ -20,7 +21,7 @@ def chain_logs(anvil) -> set[tuple[str, int]]:
     """What the chain itself says, read from scratch."""
     w3 = chain_mod.web3()
     logs = w3.eth.get_logs({"address": chain_mod.registry_address(), "fromBlock": anvil.deploy_block, "toBlock": "latest"})
-    return {("0x" + bytes(log["transactionHash"]).hex(), log["logIndex"]) for log in logs}
+    return {(hex0x(log["transactionHash"]), log["logIndex"]) for log in logs}
 
 
 def mirror() -> set[tuple[str, int]]:
@@ -38,7 +39,7 @@ def test_every_event_is_mirrored_once_and_projections_follow(indexed, live_versi
     buyer = make_party("buyer", indexed.keys[2])
     purchase(indexed, live_version.model.chain_model_id, buyer.key)
     reg = Registry(indexed)
-    model_id = bytes.fromhex(live_version.model.chain_model_id[2:])
+    model_id = to_bytes32(live_version.model.chain_model_id)
     reg.send(reg.f.revokeVersion(model_id, 1, keccak(text="broken")), live_version.model.vendor.address)
 
     run = indexer_run()
@@ -46,7 +47,7 @@ def test_every_event_is_mirrored_once_and_projections_follow(indexed, live_versi
     assert indexer_run().events == 0 and mirror() == chain_logs(indexed)  # applied once
     assert License.objects.get(licensee=buyer.address).source == "event"
     version = Version.objects.get(pk=live_version.pk)
-    assert version.revoked and version.revoked_reason == "0x" + keccak(text="broken").hex()
+    assert version.revoked and version.revoked_reason == hex0x(keccak(text="broken"))
     names = set(ChainEvent.objects.values_list("name", flat=True))
     assert {"ModelCreated", "VersionPublished", "LicensePurchased", "RoyaltyCredited", "VersionRevoked"} <= names
 
@@ -78,7 +79,7 @@ def test_only_blocks_confirmations_deep_are_indexed(indexed, settings, live_vers
 def test_a_reorg_rolls_the_mirror_back_and_it_ends_equal_to_the_chain(indexed, live_version, make_party):
     buyer = make_party("buyer", indexed.keys[2])
     reg = Registry(indexed)
-    model_id = bytes.fromhex(live_version.model.chain_model_id[2:])
+    model_id = to_bytes32(live_version.model.chain_model_id)
     indexer_run()
     before_reorg = mirror()
 
@@ -183,7 +184,7 @@ def test_indexing_a_purchase_keeps_the_hot_path_caches(indexed, live_version, ma
     assert CacheGeneration.objects.get(pk=1).value == before
 
     Registry(indexed).send(
-        chain_mod.registry_contract().functions.revokeVersion(bytes.fromhex(live_version.model.chain_model_id[2:]), 1, b"\x01" * 32),
+        chain_mod.registry_contract().functions.revokeVersion(to_bytes32(live_version.model.chain_model_id), 1, b"\x01" * 32),
         live_version.model.vendor.address,
     )
     with django_capture_on_commit_callbacks(execute=True):

@@ -15,6 +15,7 @@ from eth_utils import keccak
 from marketplace.models import Model, Version
 from registry import chain as chain_mod
 from registry import indexer
+from registry.chain import hex0x, to_bytes32
 from registry.indexer import indexer_run
 from registry.models import ChainEvent, IndexerCursor, SkippedEvent
 from royalties import projections as royalty_projection
@@ -71,7 +72,7 @@ def poisonable(indexed, settings):
 
 def chain_logs(anvil) -> set[tuple[str, int]]:
     logs = chain_mod.web3().eth.get_logs({"address": chain_mod.registry_address(), "fromBlock": anvil.deploy_block, "toBlock": "latest"})
-    return {("0x" + bytes(log["transactionHash"]).hex(), log["logIndex"]) for log in logs}
+    return {(hex0x(log["transactionHash"]), log["logIndex"]) for log in logs}
 
 
 def mirror() -> set[tuple[str, int]]:
@@ -79,7 +80,7 @@ def mirror() -> set[tuple[str, int]]:
 
 
 def tx(receipt) -> str:
-    return "0x" + bytes(receipt["transactionHash"]).hex()
+    return hex0x(receipt["transactionHash"])
 
 
 def ledger_matches_chain(*addresses: str) -> bool:
@@ -94,7 +95,7 @@ def test_a_poison_event_between_purchases_and_a_revocation_is_skipped_and_everyt
     vendor = live_version.model.vendor.address
     fee_recipient = poisonable.account(9).address
     reg = Registry(poisonable)
-    model_id = bytes.fromhex(live_version.model.chain_model_id[2:])
+    model_id = to_bytes32(live_version.model.chain_model_id)
 
     purchase(poisonable, live_version.model.chain_model_id, first.key)
     poison = reg.send(reg.f.setTerms(model_id, 2 * 10**15, 0, True), vendor)
@@ -119,7 +120,7 @@ def test_a_poison_event_between_purchases_and_a_revocation_is_skipped_and_everyt
     assert LedgerLine.objects.filter(account=f"wallet:{first.address}").count() == 1
     # and the other projection applied every event, the poison included
     version = Version.objects.get(pk=live_version.pk)
-    assert version.revoked and version.revoked_reason == "0x" + keccak(text="broken").hex()
+    assert version.revoked and version.revoked_reason == hex0x(keccak(text="broken"))
     assert Model.objects.get(pk=live_version.model_id).price_wei == 2 * 10**15
 
     # the health endpoint shows it, without the node's URL that was in the error
@@ -173,7 +174,7 @@ def test_reapply_skipped_applies_them_once_the_fault_is_fixed(poisonable, live_v
 def test_a_reorg_rolls_every_other_event_back_when_one_rollback_fails(poisonable, live_version, make_party, caplog):
     buyer = make_party("buyer", poisonable.keys[2])
     reg = Registry(poisonable)
-    model_id = bytes.fromhex(live_version.model.chain_model_id[2:])
+    model_id = to_bytes32(live_version.model.chain_model_id)
     indexer_run()
     before_reorg = mirror()
     purchase(poisonable, live_version.model.chain_model_id, buyer.key)
@@ -200,7 +201,7 @@ def test_a_version_whose_catalog_values_overflow_cannot_poison_the_mirror(indexe
     assert v2.status == Version.Status.LIVE
     Version.objects.filter(pk=v2.pk).update(metadata={**v2.metadata, "parameter_count": 2**80, "architecture": ["x"]})
     reg = Registry(indexed)
-    model_id = bytes.fromhex(live_version.model.chain_model_id[2:])
+    model_id = to_bytes32(live_version.model.chain_model_id)
     purchase(indexed, live_version.model.chain_model_id, first.key)
     purchase(indexed, live_version.model.chain_model_id, second.key)
     reg.send(reg.f.revokeVersion(model_id, 1, keccak(text="broken")), vendor.address)

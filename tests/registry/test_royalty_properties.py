@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from web3.logs import DISCARD
 
+from registry.chain import hex0x, to_bytes32
 from royalties.rules import LineageNode, royalty_split
 from royalties.services import royalty_preview
 
@@ -69,24 +70,24 @@ def test_one_purchase_credits_exactly_the_price_by_the_rule(anvil, levels, fee_b
             bps = bps_chain_root_first[depth]
             model_price = price if depth == len(vendors) - 1 else 1
             model_id = reg.create(vendor, f"m{depth}", price=model_price, parent=parent, bps=bps)
-            nodes.append(LineageNode("0x" + model_id.hex(), vendor, bps))
+            nodes.append(LineageNode(hex0x(model_id), vendor, bps))
             parent = model_id
         lineage = list(reversed(nodes))  # bought model first
         anvil.rpc("anvil_setBalance", [buyer, hex(price + overpay + 10**20)])
         before = {p: reg.f.creditOf(p).call() for p in set(vendors) | {fee_recipient, buyer}}
         preview = royalty_preview(model_id=lineage[0].model_id)  # what the API shows a buyer
 
-        receipt = reg.buy(buyer, bytes.fromhex(lineage[0].model_id[2:]), value=price + overpay)
+        receipt = reg.buy(buyer, to_bytes32(lineage[0].model_id), value=price + overpay)
 
         events = credits_in_log_order(reg, receipt)
         assert sum(e["amount"] for e in events) == price
         expected = royalty_split(price_wei=price, platform_fee_bps=fee_bps, platform_recipient=fee_recipient, lineage=lineage)
         # the platform's share comes as PlatformFeeCredited (first), every other share as RoyaltyCredited
-        assert [(e["event"], e["payee"], "0x" + e["modelId"].hex(), e["amount"]) for e in events] == [
+        assert [(e["event"], e["payee"], hex0x(e["modelId"]), e["amount"]) for e in events] == [
             ("PlatformFeeCredited" if c.role == "platform" else "RoyaltyCredited", c.payee, c.model_id, c.amount_wei) for c in expected
         ]
         assert [(c["payee"], c["model_id"], c["amount_wei"]) for c in preview["credits"]] == [
-            (e["payee"], "0x" + e["modelId"].hex(), e["amount"]) for e in events
+            (e["payee"], hex0x(e["modelId"]), e["amount"]) for e in events
         ]
         per_payee = Counter()
         for e in events:
@@ -97,7 +98,7 @@ def test_one_purchase_credits_exactly_the_price_by_the_rule(anvil, levels, fee_b
 
         # no payee above its share: ancestors floor theirs, the bought vendor only adds the dust
         shares = exact_shares(price, fee_bps, [n.upstream_bps for n in lineage])
-        by_model = {"0x" + e["modelId"].hex(): e["amount"] for e in events if e["payee"] != fee_recipient or e["modelId"] != bytes.fromhex(lineage[0].model_id[2:])}
+        by_model = {hex0x(e["modelId"]): e["amount"] for e in events if e["payee"] != fee_recipient or e["modelId"] != to_bytes32(lineage[0].model_id)}
         for level, node in enumerate(lineage):
             got = Fraction(by_model.get(node.model_id, 0)) if level else None
             if level:

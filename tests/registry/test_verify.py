@@ -8,6 +8,7 @@ from django.core.management import call_command
 from eth_utils import keccak
 
 from hallmark.verify import Outcome, verify_directory
+from registry.chain import to_bytes32
 from tests.conftest import free_port
 
 from .kit import Registry
@@ -57,7 +58,7 @@ def test_extra_and_missing_files_are_told_apart(chain, live_version, files, caps
 
 def test_a_revoked_version_fails_even_when_files_match(chain, live_version, files, capsys):
     reg = Registry(chain)
-    reg.send(reg.f.revokeVersion(bytes.fromhex(live_version.model.chain_model_id[2:]), 1, keccak(text="bad")), live_version.model.vendor.address)
+    reg.send(reg.f.revokeVersion(to_bytes32(live_version.model.chain_model_id), 1, keccak(text="bad")), live_version.model.vendor.address)
     report = verify(capsys, files)
     assert report["exit_code"] == Outcome.REVOKED and "revoked" in report["message"]
 
@@ -104,7 +105,7 @@ def test_revoked_version_is_gone_410_and_main_skips_it(chain, live_version, clie
     buyer = make_party("buyer", chain.keys[2])
     purchase(chain, live_version.model.chain_model_id, buyer.key)
     reg = Registry(chain)
-    reg.send(reg.f.revokeVersion(bytes.fromhex(live_version.model.chain_model_id[2:]), 1, keccak(text="bad")), live_version.model.vendor.address)
+    reg.send(reg.f.revokeVersion(to_bytes32(live_version.model.chain_model_id), 1, keccak(text="bad")), live_version.model.vendor.address)
     indexer_run()
     headers = {"HTTP_AUTHORIZATION": f"Bearer {buyer.token}"}
     gone = client.get("/acme/tiny/resolve/v1/model.gguf", **headers)

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from registry.chain import hex0x
 from registry.indexer import indexer_run
 from registry.models import ChainEvent
 from royalties.ledger import credit_account, last_balance, ledger_balance, ledger_reconcile
@@ -112,7 +113,7 @@ def test_rebuilding_from_events_gives_the_same_ledger(market):
 
 
 def purchase_lines(receipt) -> dict[str, tuple[str, int]]:
-    tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+    tx_hash = hex0x(receipt["transactionHash"])
     return {line.role: (line.address, int(line.amount_wei)) for line in LedgerLine.objects.filter(entry__tx_hash=tx_hash)}
 
 

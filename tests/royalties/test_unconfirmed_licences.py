@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from marketplace.models import Download
 from registry import chain as chain_module
+from registry.chain import to_bytes32
 from royalties.models import License
 from royalties.services import license_check
 from tests.conftest import link_wallet, publish, purchase
@@ -52,7 +53,7 @@ def test_a_purchase_reorged_out_grants_nothing_once_its_short_grant_ends(chain, 
     assert not License.objects.exists()  # nothing mirrored while a reorg can still remove it
 
     chain.rpc("anvil_reorg", [1, []])  # the purchase's block is replaced by an empty one
-    assert chain_module.registry_contract().functions.licenseExpiry(bytes.fromhex(model_id[2:]), buyer.address).call() == 0
+    assert chain_module.registry_contract().functions.licenseExpiry(to_bytes32(model_id), buyer.address).call() == 0
 
     refused = client.get(URL)
     assert refused.status_code == 403 and refused["X-Error-Code"] == "GatedRepo"

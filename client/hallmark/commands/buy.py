@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, cast
 
 from eth_account.signers.local import LocalAccount
@@ -53,17 +53,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _when(value: int | float | str | None) -> str:
-    """An expiry (unix seconds, or ISO 8601 from the API) as `until YYYY-MM-DD HH:MM:SS UTC`."""
+    """An expiry (unix seconds, or ISO 8601 from the API) as `until YYYY-MM-DD HH:MM:SS timezone.utc`."""
     if value is None:
         return "no expiry"
     try:
         if isinstance(value, (int, float)) or str(value).isdigit():
-            moment = datetime.fromtimestamp(int(value), UTC)
+            moment = datetime.fromtimestamp(int(value), timezone.utc)
         else:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
     except ValueError:
         return f"until {value}"
-    return "until " + moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "until " + moment.strftime("%Y-%m-%d %H:%M:%S timezone.utc")
 
 
 def _show(offer: dict, account: LocalAccount) -> None:

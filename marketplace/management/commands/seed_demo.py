@@ -154,11 +154,11 @@ class Command(BaseCommand):
         buyer = Account.from_key(buyer_key)
         contract = chain.registry_contract()
         w3 = chain.web3()
-        model_id = bytes.fromhex(model.chain_model_id[2:])
+        model_id = chain.to_bytes32(model.chain_model_id)
         with chain.chain_errors():
             if contract.functions.hasLicense(model_id, buyer.address).call():
                 return
-            price = contract.functions.models(model_id).call()[5]
+            price = chain.model_on_chain(model_id, contract=contract).price_wei
             tx = contract.functions.purchaseLicense(model_id, buyer.address, price).build_transaction(
                 {"from": buyer.address, "value": price, "nonce": w3.eth.get_transaction_count(buyer.address, "pending")}
             )

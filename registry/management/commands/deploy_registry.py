@@ -65,7 +65,7 @@ class Command(BaseCommand):
                 password = getpass.getpass("keystore password: ")
             with open(options["keystore"], encoding="utf-8") as fh:
                 try:
-                    return "0x" + bytes(Account.decrypt(json.load(fh), password)).hex()
+                    return chain.hex0x(bytes(Account.decrypt(json.load(fh), password)))
                 except ValueError as exc:
                     raise CommandError(f"cannot decrypt {options['keystore']}: {exc}") from exc
         key = os.environ.get(options["private_key_env"]) or settings.RELAYER_PRIVATE_KEY
