@@ -79,3 +79,4 @@ bench: install
 	$(PY) bench/download.py
 	$(PY) bench/resolve_head.py
 	$(PY) bench/ledger_scale.py
+	$(PY) bench/catalog_page.py

@@ -10,22 +10,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, time, timedelta
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from registry import chain
-from royalties.selectors import format_eth, statement_build, statement_daily_sales
+from royalties.selectors import format_eth, licenses_held, purchase_history, statement_build, statement_daily_sales
 
 from . import selectors, services
 from .cards import render_card
 from .errors import MarketplaceError, NotFound
 from .forms import ModelCreateForm, ModelEditForm, SignupForm, TermsFields, VendorForm
-from .models import Model, Version
+from .models import ApiToken, Model, Version
 from .presenters import chain_context, royalty_credits_withdrawable
 
 
@@ -241,3 +243,72 @@ def royalties_page(request):
         "start": start_day, "end": end_day, **chain_context(),
     })
 
+
+
+# ------------------------------------------------------------------------------- buyer pages
+
+
+@login_required
+def licences_page(request):
+    """What each linked wallet holds and its purchase history: the selectors of GET /api/v1/royalties/licenses."""
+    addresses = list(selectors.wallet_addresses(user=request.user))
+    held = licenses_held(addresses=addresses)
+    history = purchase_history(addresses=addresses, limit=200)
+    models = {
+        m.chain_model_id: m
+        for m in Model.objects.select_related("vendor").filter(chain_model_id__in={h.model_id for h in held} | {e.model_id for e in history})
+    }
+    by_wallet = [
+        {"address": address, "licences": [{"held": h, "model": models.get(h.model_id)} for h in held if h.licensee == address]}
+        for address in addresses
+    ]
+    purchases = [{"entry": e, "model": models.get(e.model_id), "price": format_eth(int(e.price_wei or 0))} for e in history]
+    return render(request, "marketplace/portal/licences.html", {
+        "wallets": by_wallet, "held_count": len(held), "renewals_due": sum(1 for h in held if h.renewal_due), "purchases": purchases,
+    })
+
+
+class TokenCreateForm(forms.Form):
+    """The Tokens page's form: the lifetime's bound is the service's (api_token_expiry), not the form's."""
+
+    name = forms.CharField(max_length=100, label="Name", help_text="where you will use it, e.g. laptop or edge-box-3")
+    expires_in_days = forms.IntegerField(min_value=1, max_value=100_000, label="Lifetime (days)")
+
+
+def _tokens_page(request, form: TokenCreateForm, created: tuple | None = None, status: int = 200):
+    tokens = ApiToken.objects.filter(user=request.user).select_related("created_by").order_by("-created_at")[:200]
+    return render(request, "marketplace/portal/tokens.html", {
+        "form": form, "tokens": tokens, "created": created, "max_days": settings.API_TOKEN_MAX_TTL_DAYS,
+    }, status=status)
+
+
+@never_cache  # the answer to a creation carries the secret: no cache may keep it
+@login_required
+def tokens_page(request):
+    """Create an API token (its secret shown once, in this answer only), list and revoke them."""
+    if request.method != "POST":
+        days = settings.API_TOKEN_TTL_DAYS or settings.API_TOKEN_MAX_TTL_DAYS or 90
+        return _tokens_page(request, TokenCreateForm(initial={"expires_in_days": days}))
+    form = TokenCreateForm(request.POST)
+    if not form.is_valid():
+        return _tokens_page(request, form, status=400)
+    try:
+        token, plaintext = services.api_token_create(
+            user=request.user, name=form.cleaned_data["name"], expires_in_days=form.cleaned_data["expires_in_days"],
+        )
+    except MarketplaceError as exc:
+        form.add_error("expires_in_days", exc.message)
+        return _tokens_page(request, form, status=400)
+    return _tokens_page(request, TokenCreateForm(initial={"expires_in_days": form.cleaned_data["expires_in_days"]}), (token, plaintext))
+
+
+@login_required
+@require_POST
+def token_revoke(request, prefix):
+    token = ApiToken.objects.filter(user=request.user, prefix=prefix).first()
+    if token is None:
+        raise Http404("you have no such token")
+    revoked = services.api_token_revoke(token=token)
+    others = revoked - 1
+    messages.success(request, f"Token {token.prefix}… revoked" + (f", with {others} token{'s' if others != 1 else ''} it created." if others > 0 else "."))
+    return redirect("portal-tokens")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.db.models import Q, QuerySet, Subquery
+from django.db.models import Prefetch, Q, QuerySet, Subquery, prefetch_related_objects
 
 from registry.caching import LocalCache
 
@@ -231,3 +231,32 @@ def _artifact_for_download(*, vendor_slug: str, model_slug: str, revision: str, 
     if artifact is not None and not artifact_is_signed(artifact):
         artifact = None
     return artifact, (None if artifact is not None else 0)
+
+
+def catalog_latest_versions(*, models: list[Model]) -> dict[int, Version]:
+    """For one page of catalog models: the version each one's catalog facts describe (the latest
+    live, unrevoked version hosted here, `latest_version_number`), with its files, by model id.
+    Two queries whatever the page size (the versions, then their files): never one per card."""
+    wanted = {m.pk: m.latest_version_number for m in models if m.latest_version_number is not None}
+    if not wanted:
+        return {}
+    # two IN lists (an index scan on model_id) and the pairs matched here: cheaper to plan
+    # than 24 OR'ed (model, number) pairs; the files are fetched for the matching versions only
+    versions = [
+        v for v in Version.objects.filter(model_id__in=wanted, number__in=set(wanted.values()), status=Version.Status.LIVE)
+        .only("id", "model_id", "number", "status", "signer", "revoked", "manifest")
+        if wanted[v.model_id] == v.number
+    ]
+    prefetch_related_objects(
+        versions, Prefetch("artifacts", queryset=Artifact.objects.only("id", "version_id", "path", "size", "sha256"))
+    )
+    return {v.model_id: v for v in versions}
+
+
+def catalog_facets() -> dict[str, list[str]]:
+    """The quantizations and architectures the public catalog holds, for the filter choices."""
+    live = Model.objects.filter(status=Model.Status.LIVE, listed=True, latest_version_number__isnull=False)
+    return {
+        field: list(live.exclude(**{field: ""}).order_by(field).values_list(field, flat=True).distinct())
+        for field in ("quantization", "architecture")
+    }

@@ -1,5 +1,8 @@
 """Public pages: the home page, a vendor's page, a model's page."""
 
+from dataclasses import dataclass
+
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
@@ -7,13 +10,77 @@ from royalties.selectors import format_eth
 
 from . import selectors
 from .cards import render_card
+from .catalog_filters import CatalogFilterForm
 from .errors import NotFound
 from .models import Model, Vendor
-from .presenters import chain_context, model_lineage_root_first, version_chain_checks
+from .presenters import chain_context, model_lineage_root_first, model_lineage_tree, version_chain_checks
+
+CATALOG_PAGE_SIZE = 24
+
+
+@dataclass(frozen=True)
+class CatalogCard:
+    """One model as a catalog card shows it: facts from the mirror only, never a chain call."""
+
+    model: Model
+    version_number: int | None
+    formats: list[str]
+    total_size: int | None
+    parameters: str
+    price: str
+    licence: str
+    verified: bool
 
 
 def home(request):
-    return render(request, "marketplace/home.html", {"models": selectors.model_list_public()[:50]})
+    """The catalog (`/` and `/models`): search, filters, sorting and pages over the selector and
+    filter names of `GET /api/v1/models`. A plain GET form: works without JavaScript."""
+    form = CatalogFilterForm(request.GET or None, facets=selectors.catalog_facets())
+    if form.is_bound:
+        form.is_valid()  # errors are shown beside the results of the valid filters
+    paginator = Paginator(selectors.model_search(**form.search_kwargs()), CATALOG_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    models = list(page.object_list)
+    latest = selectors.catalog_latest_versions(models=models)
+    cards = [_catalog_card(m, latest.get(m.pk)) for m in models]
+    filtered = any(v for k, v in request.GET.items() if k not in ("page", "ordering"))
+    return render(request, "marketplace/home.html", {"form": form, "page": page, "cards": cards, "filtered": filtered})
+
+
+def _catalog_card(model: Model, version) -> CatalogCard:
+    files = [a for a in version.artifacts.all() if selectors.artifact_is_signed(a, version)] if version else []
+    return CatalogCard(
+        model=model,
+        version_number=model.latest_version_number,
+        formats=[f for f in model.file_formats.split(",") if f],
+        total_size=sum(a.size for a in files) if version else None,
+        parameters=human_count(model.parameter_count),
+        price=format_eth(model.price_wei),
+        licence=licence_length(model.license_duration),
+        # as the model page decides it, from what the mirror holds: signed by the vendor, not revoked
+        verified=bool(version) and version.signer == model.vendor.address and not version.revoked,
+    )
+
+
+def human_count(n: int | None) -> str:
+    """1100000000 -> "1.1B", 135000000 -> "135M"; "" when unknown."""
+    if n is None:
+        return ""
+    for size, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if n >= size:
+            text = f"{n / size:.1f}".removesuffix(".0")
+            return f"{text}{suffix}"
+    return str(n)
+
+
+def licence_length(seconds: int) -> str:
+    """How long a licence lasts: "Perpetual", "30 days", "12 hours"."""
+    if seconds == 0:
+        return "Perpetual"
+    if seconds < 2 * 86400:
+        hours = max(1, round(seconds / 3600))
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{round(seconds / 86400)} days"
 
 
 def vendor_page(request, vendor):
@@ -44,7 +111,11 @@ def model_page(request, vendor, model):
     first = hosted["files"][0] if hosted else None
     return render(request, "marketplace/model.html", {
         "model": model_obj, "versions": entries, "card_html": render_card(model_obj.card), "lineage": model_lineage_root_first(model=model_obj),
+        "lineage_tree": model_lineage_tree(model=model_obj),
         "price_eth": format_eth(model_obj.price_wei), "duration_days": model_obj.license_duration // 86400,
         "upstream_percent": model_obj.upstream_bps / 100, "first_file": first.path if first else "<file>",
+        # the Buy panel (_buy.html): the revision to download, and the wallets this session already linked
+        "buy_revision": hosted["version"].commit_sha if hosted else "main",
+        "buy_wallets": list(selectors.wallet_addresses(user=request.user)) if request.user.is_authenticated else [],
         **chain_context(),
     })

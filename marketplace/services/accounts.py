@@ -103,6 +103,12 @@ def _user_create_for_wallet(User, address: str):
     raise Conflict("could not choose a user name for this wallet; try again", code="wallet_taken")
 
 
+# top-level paths of the site (config/urls.py): a vendor named like one would never be reachable at /<vendor>
+RESERVED_VENDOR_SLUGS = frozenset({
+    "admin", "api", "models", "portal", "static", "media", "v2", "healthz", "readyz", "metrics", "docs", "login", "logout",
+})
+
+
 def vendor_register(*, user, slug: str, address: str, display_name: str = "") -> Vendor:
     """Make `user` a vendor publishing as `slug`, signing with one of their linked wallets."""
     address = to_checksum_address(address)
@@ -113,6 +119,8 @@ def vendor_register(*, user, slug: str, address: str, display_name: str = "") ->
         if vendor.slug != slug or vendor.address != address:
             raise Conflict(f"you are already registered as vendor {vendor.slug!r}", code="already_vendor")
         return vendor
+    if slug.lower() in RESERVED_VENDOR_SLUGS:
+        raise InvalidInput(f"{slug!r} names a page of the marketplace itself; choose another vendor name", code="vendor_name_reserved")
     vendor = Vendor(user=user, slug=slug, address=address, display_name=display_name or slug)
     vendor.full_clean()
     try:

@@ -171,3 +171,17 @@ def test_client_address_trusts_x_forwarded_for_only_from_configured_proxies(sett
     assert client_address(request) == client
     settings.TRUSTED_PROXIES = []
     assert client_address(request) == remote_addr
+
+
+@pytest.mark.django_db
+def test_a_vendor_cannot_take_the_name_of_a_site_path(django_user_model, anvil):
+    from marketplace import services
+    from marketplace.errors import InvalidInput
+    from tests.conftest import link_wallet
+
+    user = django_user_model.objects.create_user(username="squatter", password=None)
+    link_wallet(user, anvil.keys[5])
+    with pytest.raises(InvalidInput) as refused:
+        services.vendor_register(user=user, slug="models", address=anvil.account(5).address)
+    assert refused.value.code == "vendor_name_reserved"
+    assert services.vendor_register(user=user, slug="modelsmith", address=anvil.account(5).address).slug == "modelsmith"
