@@ -32,7 +32,7 @@ def shop(chain, settings, make_party, gguf_file):
     purchase(chain, root.model.chain_model_id, buyer.key)
     purchase(chain, derived.model.chain_model_id, buyer.key)
     indexer_run()
-    return {"vendor": vendor, "root": root, "derived": derived}
+    return {"vendor": vendor, "root": root, "derived": derived, "buyer": buyer}
 
 
 def shots_dir(tmp_path) -> Path:
@@ -47,7 +47,7 @@ def test_main_pages_render_cleanly_at_both_widths(shop, live_server, open_page, 
     base = live_server.url
     page = open_page(account=shop["vendor"].address, viewport=viewport)
     folder = shots_dir(tmp_path)
-    public = [("home", "/"), ("model", "/acme/tiny"), ("derived-model", "/remix/chat"), ("login", "/portal/login"), ("signup", "/portal/signup")]
+    public = [("home", "/"), ("catalog", "/models?format=gguf&ordering=-price"), ("model", "/acme/tiny"), ("derived-model", "/remix/chat"), ("login", "/portal/login"), ("signup", "/portal/signup")]
     for name, path in public:
         page.goto(base + path)
         _check_and_shoot(page, folder, name, viewport_name)
@@ -65,7 +65,7 @@ def test_main_pages_render_cleanly_at_both_widths(shop, live_server, open_page, 
     page.errors.check()
 
 
-def _check_and_shoot(page, folder: Path, name: str, viewport_name: str):
+def _check_and_shoot(page, folder: Path, name: str, viewport_name: str, element: str | None = None):
     overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"{name} scrolls sideways by {overflow}px at {viewport_name} width"
     assert page.locator("h1").count() >= 1, f"{name} has no heading"
@@ -74,7 +74,10 @@ def _check_and_shoot(page, folder: Path, name: str, viewport_name: str):
               .filter(el => !el.labels?.length && !el.getAttribute('aria-label')).map(el => el.name || el.id)"""
     )
     assert not unlabeled, f"{name}: form fields without a label: {unlabeled}"
-    page.screenshot(path=str(folder / f"{name}-{viewport_name}.png"), full_page=True)
+    if element:  # one panel of the page
+        page.locator(element).screenshot(path=str(folder / f"{name}-{viewport_name}.png"))
+    else:
+        page.screenshot(path=str(folder / f"{name}-{viewport_name}.png"), full_page=True)
 
 
 def test_royalties_page_shows_a_buyers_purchase_and_withdraws_in_the_wallet(shop, chain, live_server, open_page):
@@ -90,4 +93,33 @@ def test_royalties_page_shows_a_buyers_purchase_and_withdraws_in_the_wallet(shop
     from registry import chain as chain_mod
 
     assert chain_mod.registry_contract().functions.creditOf(shop["vendor"].address).call() == 0
+    page.errors.check()
+
+
+@pytest.mark.parametrize("viewport_name", ["desktop", "phone"])
+def test_buyer_pages_render_cleanly_at_both_widths(shop, live_server, open_page, tmp_path, viewport_name):
+    """The buyer's Licences and Tokens pages (signed in), screenshots beside the vendor's pages."""
+    shop["buyer"].user.set_password(PASSWORD)
+    shop["buyer"].user.save()
+    page = open_page(viewport=DESKTOP if viewport_name == "desktop" else PHONE)
+    log_in(page, live_server.url, "buyer", PASSWORD)
+    for name in ("licences", "tokens"):
+        page.goto(f"{live_server.url}/portal/{name}")
+        _check_and_shoot(page, shots_dir(tmp_path), name, viewport_name)
+    page.errors.check()
+
+
+@pytest.mark.parametrize("viewport_name", ["desktop", "phone"])
+def test_buy_panel_before_and_after_a_purchase(shop, chain, live_server, open_key_wallet_page, tmp_path, viewport_name):
+    """Screenshots of the model page's Buy panel: connected and ready to buy, then licensed (token shown)."""
+    folder = shots_dir(tmp_path)
+    page, _ = open_key_wallet_page(chain.keys[3], viewport=DESKTOP if viewport_name == "desktop" else PHONE)
+    page.goto(f"{live_server.url}/acme/tiny")
+    page.get_by_role("button", name="Connect wallet").click()
+    page.locator("#buy-app[data-state='ready']").wait_for(timeout=30_000)
+    _check_and_shoot(page, folder, "buy-ready", viewport_name, element="#buy-app")
+    page.get_by_role("button", name="Buy for 0.001 ETH").click()
+    page.locator("#buy-app[data-state='licensed']").wait_for(timeout=30_000)
+    assert page.locator("#buy-token").inner_text().startswith("hm_")
+    _check_and_shoot(page, folder, "buy-licensed", viewport_name, element="#buy-app")
     page.errors.check()
