@@ -2,7 +2,7 @@
 // Connect, check the chain (offer to switch), sign in with Ethereum when the page has no session,
 // show the price, the licence length, the expiry and who gets what, send the API's transaction,
 // follow it until mined, then fill in the download instructions with a token made on the spot.
-import { noWalletMessage, siweMessage, sleep, wallet } from "./eth.js";
+import { api, noWalletMessage, siweMessage, sleep, wallet } from "./eth.js";
 
 const app = document.getElementById("buy-app");
 const $ = (id) => document.getElementById(id);
@@ -44,32 +44,8 @@ async function ask(method, params = []) {
   }
 }
 
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-  if (match) return decodeURIComponent(match[1]);
-  const input = app.querySelector("input[name=csrfmiddlewaretoken]");
-  return input ? input.value : "";
-}
-
-async function call(url, { method = "GET", body } = {}) {
-  const headers = { Accept: "application/json", "X-CSRFToken": csrfToken() };
-  if (state.bearer) headers.Authorization = `Bearer ${state.bearer}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(url, {
-    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = {};
-  try {
-    data = await response.json();
-  } catch (_) {
-    /* empty answer */
-  }
-  if (!response.ok) {
-    const error = new Error(data.message || `The server answered ${response.status}.`);
-    error.code = data.code;
-    throw error;
-  }
-  return { status: response.status, data };
+function call(url, { method = "GET", body } = {}) {
+  return api(url, { method, body, bearer: state.bearer, withStatus: true });
 }
 
 export function formatEth(wei) {

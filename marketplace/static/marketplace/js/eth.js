@@ -48,8 +48,11 @@ function csrfToken() {
   return input ? input.value : "";
 }
 
-export async function api(url, { method = "GET", body, form } = {}) {
+// `bearer`: an API token to send instead of relying on the session; `withStatus`: answer
+// `{status, data}` (e.g. to tell 202 "not mined yet" from 200) instead of the data alone
+export async function api(url, { method = "GET", body, form, bearer, withStatus = false } = {}) {
   const headers = { "X-CSRFToken": csrfToken(), Accept: "application/json" };
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
   let payload;
   if (form) {
     payload = form;
@@ -70,7 +73,7 @@ export async function api(url, { method = "GET", body, form } = {}) {
     error.status = response.status;
     throw error;
   }
-  return data;
+  return withStatus ? { status: response.status, data } : data;
 }
 
 export function say(element, text, kind = "") {
