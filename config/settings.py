@@ -46,7 +46,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "telemetry.http.RequestMetricsMiddleware",  # first: counts and times every answer, errors too
+    "marketplace.middleware.OperationsEndpointsMiddleware",  # probes by IP over HTTP: before host checks
     "django.middleware.security.SecurityMiddleware",
+    "telemetry.logs.RequestContextMiddleware",  # X-Request-ID, the log context, one access line per request
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -178,6 +181,13 @@ RELAYER_REPLACE_AFTER_BLOCKS = env.int("RELAYER_REPLACE_AFTER_BLOCKS", default=5
 RELAYER_FEE_BUMP_PERCENT = env.int("RELAYER_FEE_BUMP_PERCENT", default=20)
 RELAYER_MAX_FEE_PER_GAS = env.int("RELAYER_MAX_FEE_PER_GAS", default=0)
 RELAYER_DAILY_GAS_LIMIT_WEI = env.int("RELAYER_DAILY_GAS_LIMIT_WEI", default=5 * 10**16)
+# below this balance (wei) the relayer signs nothing new: queued rows wait (the portal and /readyz
+# say so) and go out by themselves once the wallet is funded; rows already signed are still sent.
+# 0.005 ETH pays one worst-case relayed call (300,000 gas at a 16 gwei max fee), so the relayer
+# stops while it can still finish what it signed: a transaction signed without the money for it
+# would hold a nonce that blocks every later one. 0 = no minimum (each transaction's own gas x
+# max fee is still checked against the balance before it is signed)
+RELAYER_MIN_BALANCE_WEI = env.int("RELAYER_MIN_BALANCE_WEI", default=5 * 10**15)
 # the RPC URL published to clients (GET /api/v1/chain); empty: don't publish one
 PUBLIC_CHAIN_RPC_URL = env.str("PUBLIC_CHAIN_RPC_URL", default=CHAIN_RPC_URL if CHAIN_ID == 31337 else "")
 REGISTRY_DEPLOY_BLOCK = env.int("REGISTRY_DEPLOY_BLOCK", default=0)  # else read from the deployment record
@@ -273,11 +283,26 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# operations (docs/operations.md, "Running it"): /healthz, /readyz and /metrics
+READINESS_TIMEOUT_SECONDS = env.float("READINESS_TIMEOUT_SECONDS", default=2.0)  # per check
+READINESS_CACHE_SECONDS = env.float("READINESS_CACHE_SECONDS", default=2.0)  # probes flooding /readyz reuse the answer
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # Bearer token for /metrics; empty: loopback only
+METRICS_ALLOW_LOOPBACK = env.bool("METRICS_ALLOW_LOOPBACK", default=True)  # unproxied requests from 127.0.0.1/::1
+
+# LOG_FORMAT: `plain` (for people) or `json` (one object per line, for a log pipeline); both carry
+# the request id and redact tokens and keys (telemetry/logs.py, docs/operations.md "Logs")
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise environ.ImproperlyConfigured(f"LOG_FORMAT must be `plain` or `json`, not {LOG_FORMAT[:20]!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "telemetry.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"()": "telemetry.logs.PlainFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(context)s%(message)s"},
+        "json": {"()": "telemetry.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"web3": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}, "gguf": {"level": "WARNING"}},
 }

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from rest_framework import authentication, exceptions
 
+from telemetry import logs
+
 from .errors import NotAuthenticated
 from .services import api_token_authenticate
 
@@ -32,6 +34,7 @@ def authenticate(request):
     if key is None:
         return request.user, None
     token = api_token_authenticate(key)
+    logs.bind(user_id=token.user_id)  # the request's log lines and access line name the user
     return token.user, token
 
 

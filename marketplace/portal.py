@@ -21,6 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from registry import chain
+from registry.selectors import relayer_funding
 from royalties.selectors import format_eth, licenses_held, purchase_history, statement_build, statement_daily_sales
 
 from . import selectors, services
@@ -182,8 +183,11 @@ def version_new(request, slug):
 @login_required
 def version_page(request, slug, version_id):
     version = _own_version(request, slug, version_id)
+    # only what waits for the relayer asks whether it is funded (a cached read, no RPC otherwise)
+    waiting = version.status == Version.Status.PENDING_CHAIN or version.model.status == Model.Status.PENDING_CHAIN
     return render(request, "marketplace/portal/version.html", {
         "model": version.model, "version": version, "chunk_size": settings.PORTAL_UPLOAD_CHUNK_SIZE, **chain_context(),
+        "relayer_unfunded": waiting and relayer_funding().funded is False,
     })
 
 

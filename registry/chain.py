@@ -136,20 +136,22 @@ def decode_revert(data: str | bytes | None) -> ContractReverted:
 _local = threading.local()
 
 
-def web3(rpc_url: str | None = None) -> Web3:
-    """A Web3 connected to `rpc_url` (default CHAIN_RPC_URL), one per thread and URL."""
+def web3(rpc_url: str | None = None, *, timeout: float | None = None) -> Web3:
+    """A Web3 connected to `rpc_url` (default CHAIN_RPC_URL), one per thread, URL and timeout
+    (default CHAIN_RPC_TIMEOUT; probes such as readiness ask for a shorter one)."""
     url = rpc_url or settings.CHAIN_RPC_URL
+    seconds = float(settings.CHAIN_RPC_TIMEOUT if timeout is None else timeout)
     cache = getattr(_local, "connections", None)
     if cache is None:
         cache = _local.connections = {}
-    w3 = cache.get(url)
+    w3 = cache.get((url, seconds))
     if w3 is None:
         provider = Web3.HTTPProvider(
             url,
-            request_kwargs={"timeout": settings.CHAIN_RPC_TIMEOUT},
+            request_kwargs={"timeout": seconds},
             exception_retry_configuration=None,  # retries belong to the outbox, not to each call
         )
-        w3 = cache[url] = Web3(provider)
+        w3 = cache[(url, seconds)] = Web3(provider)
     return w3
 
 

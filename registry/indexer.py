@@ -37,6 +37,8 @@ from django.utils.timezone import now as django_now
 from eth_utils import event_abi_to_log_topic
 from hexbytes import HexBytes
 
+from telemetry import metrics
+
 from . import chain
 from .caching import cache_generation_bump
 from .chain import ChainMisconfigured, ChainUnavailable, chain_errors, hex0x
@@ -98,6 +100,20 @@ def _start_block() -> int:
 
 def indexer_run(*, max_range: int | None = None, max_ranges: int | None = None) -> IndexRun:
     """Index confirmed registry events up to the safe head; roll back first if a reorg happened."""
+    try:
+        run = _indexer_run(max_range=max_range, max_ranges=max_ranges)
+    except ChainUnavailable:
+        metrics.INDEXER_RUNS.labels(outcome="chain_unavailable").inc()
+        metrics.CHAIN_FAILURES.labels(operation="indexer").inc()
+        raise
+    except Exception:
+        metrics.INDEXER_RUNS.labels(outcome="error").inc()
+        raise
+    metrics.INDEXER_RUNS.labels(outcome="ok").inc()
+    return run
+
+
+def _indexer_run(*, max_range: int | None, max_ranges: int | None) -> IndexRun:
     max_range = max_range or settings.INDEXER_MAX_RANGE
     contract = chain.registry_contract()
     w3 = chain.web3()
@@ -181,6 +197,7 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
             ChainEvent.objects.filter(tx_hash__in={e.tx_hash for e in events}).values_list("tx_hash", "log_index")
         ) if events else set()
         fresh = [e for e in events if (e.tx_hash, e.log_index) not in seen]
+        skipped_events: list[ChainEvent] = []
         ChainEvent.objects.bulk_create(fresh)
         for number, block_hash in hashes.items():
             IndexedBlock.objects.update_or_create(contract=address, number=number, defaults={"hash": hex0x(block_hash)})
@@ -189,12 +206,22 @@ def _index_range(address: str, contract, w3, start: int, end: int) -> int:
             for projection in _projections():
                 for events, error in _isolated(projection, "apply", fresh):
                     _record_skips(projection, events, error)
+                    skipped_events.extend(events)
             if any(e.name not in GRANT_ONLY_EVENTS for e in fresh):
                 cache_generation_bump()
         cursor.block_number = end
         cursor.block_hash = hex0x(end_hash)
         cursor.save(update_fields=["block_number", "block_hash", "updated_at"])
+    _count_events(fresh, skipped_events)
     return len(fresh)
+
+
+def _count_events(fresh: list[ChainEvent], skipped: list[ChainEvent]) -> None:
+    """After the commit: an event some projection skipped counts as skipped, not applied."""
+    skipped_keys = {(e.tx_hash, e.log_index) for e in skipped}
+    for event in fresh:
+        family = metrics.INDEXER_EVENTS_SKIPPED if (event.tx_hash, event.log_index) in skipped_keys else metrics.INDEXER_EVENTS_APPLIED
+        family.labels(event=metrics.code_label(event.name)).inc()
 
 
 def _rollback_if_reorged(cursor: IndexerCursor, w3) -> tuple[int, int] | None:

@@ -1,15 +1,21 @@
-"""Reads about the chain mirror: how far the indexer is, and what it had to skip."""
+"""Reads about the chain mirror: how far the indexer is, and what it had to skip; whether the
+relayer's wallet can pay for new work."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
 
 from . import chain
 from .chain import ChainError
+
+logger = logging.getLogger(__name__)
 from .models import IndexerCursor, SkippedEvent
 
 RECENT_SKIPPED = 20
@@ -77,3 +83,72 @@ def indexer_status() -> IndexerStatus:
         skipped_events=skipped.count(),
         recent_skipped=recent,
     )
+
+
+# ------------------------------------------------------------------------- relayer funding
+
+FUNDING_CACHE_SECONDS = 5  # the portal and /readyz read this often; the relayer reads it live
+
+
+@dataclass(frozen=True)
+class RelayerFunding:
+    """The relayer wallet's balance against RELAYER_MIN_BALANCE_WEI (integers, wei).
+
+    `funded` is None (and `balance_wei` None) when it is not known: no relayer key configured,
+    or the chain did not answer. A balance equal to the minimum is funded."""
+
+    address: str | None
+    balance_wei: int | None
+    min_balance_wei: int
+    funded: bool | None
+    checked_at: datetime
+
+
+def relayer_funding() -> RelayerFunding:
+    """Whether the relayer can pay for new outbox rows, read at most FUNDING_CACHE_SECONDS ago
+    (by this, or by the relayer itself when it last looked before signing).
+
+    Never raises for a chain or cache fault: readiness reports it as "degraded" and the portal
+    shows its notice only when `funded` is False."""
+    try:
+        address = chain.relayer_account().address
+    except (ChainError, ValueError, OSError):  # no key on a public chain, an unreadable keystore
+        return RelayerFunding(None, None, _min_balance(), None, timezone.now())
+    try:
+        cached = cache.get(_funding_key(address))
+    except Exception:  # the cache (Redis) is down: read the chain instead
+        cached = None
+    if cached is not None:
+        balance, checked_at = cached
+        return _funding(address, balance, checked_at)
+    try:
+        with chain.chain_errors():
+            balance = int(chain.web3().eth.get_balance(address))
+    except ChainError:
+        balance = None
+    return relayer_funding_remember(address=address, balance_wei=balance)
+
+
+def relayer_funding_remember(*, address: str, balance_wei: int | None) -> RelayerFunding:
+    """Record a balance just read (the relayer calls this before signing), so the readers see
+    the relayer's own latest view without another RPC call."""
+    checked_at = timezone.now()
+    try:
+        cache.set(_funding_key(address), (balance_wei, checked_at), FUNDING_CACHE_SECONDS)
+    except Exception:  # a cache fault never stops the relayer; readers then ask the chain
+        logger.debug("relayer funding not cached", exc_info=True)
+    return _funding(address, balance_wei, checked_at)
+
+
+def _funding(address: str, balance: int | None, checked_at: datetime) -> RelayerFunding:
+    minimum = _min_balance()
+    funded = None if balance is None else int(balance) >= minimum
+    return RelayerFunding(address, None if balance is None else int(balance), minimum, funded, checked_at)
+
+
+def _min_balance() -> int:
+    return max(0, int(settings.RELAYER_MIN_BALANCE_WEI))
+
+
+def _funding_key(address: str) -> str:
+    return f"registry:relayer-funding:{settings.CHAIN_ID}:{address}"

@@ -19,9 +19,12 @@ from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound
 
+from telemetry import metrics
+
 from . import chain
 from .chain import ChainMisconfigured, ChainUnavailable, ContractReverted, chain_errors, from_hex, hex0x, to_bytes32
 from .models import ChainTransaction, RelayerNonce
+from .selectors import relayer_funding_remember
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,22 @@ class TransactionPending(Exception):
     """Sent, but not yet mined or not yet CONFIRMATIONS deep: try again later."""
 
     code = "transaction_pending"
+
+
+class RelayerUnfunded(TransactionPending):
+    """The relayer's wallet cannot pay for this row: below RELAYER_MIN_BALANCE_WEI, or below the
+    transaction's own worst case (gas limit x max fee + value). Nothing was signed; the row stays
+    queued and is sent by the same retries once the operator funds the wallet."""
+
+    code = "relayer_unfunded"
+
+    def __init__(self, message: str, *, balance_wei: int, required_wei: int):
+        super().__init__(message)
+        self.balance_wei = balance_wei
+        self.required_wei = required_wei
+
+
+UNFUNDED_NOTICE = "waiting for the operator to fund the relayer"
 
 
 class TransactionFailed(Exception):
@@ -198,6 +217,9 @@ def transaction_process(*, transaction_id: int) -> ChainTransaction:
     earlier attempt, or by anyone who copied it and sent it first) is recognised, a signed
     transaction is re-broadcast as the same bytes; it is re-signed only for the same nonce with
     higher fees, once stuck RELAYER_REPLACE_AFTER_BLOCKS below the fee market.
+    A queued row is signed only while the relayer's wallet holds RELAYER_MIN_BALANCE_WEI and the
+    transaction's worst-case cost; else RelayerUnfunded (a TransactionPending) and the row stays
+    queued, untouched.
     Raises ChainUnavailable / TransactionPending (retry later) or TransactionFailed (final).
     """
     tx = ChainTransaction.objects.get(pk=transaction_id)
@@ -208,7 +230,9 @@ def transaction_process(*, transaction_id: int) -> ChainTransaction:
         existing = _already_applied(tx)
         if existing is not None:
             return _mark_confirmed(tx.pk, existing, fee_wei=0)
-        tx = _sign(tx)
+        # a row already signed is paid for and goes on below; a new one waits for the money
+        balance = _require_funds(tx, required_wei=int(settings.RELAYER_MIN_BALANCE_WEI))
+        tx = _sign(tx, balance_wei=balance)
         if tx.status == ChainTransaction.Status.CONFIRMED:
             return tx
         if tx.status == ChainTransaction.Status.FAILED:
@@ -397,8 +421,36 @@ def _fee_of(receipt: dict[str, Any]) -> int:
     return int(receipt["gasUsed"]) * int(receipt.get("effectiveGasPrice") or 0)
 
 
-def _sign(tx: ChainTransaction) -> ChainTransaction:
-    """Estimate (a call that would revert fails here, before any nonce is taken), then sign."""
+def _require_funds(tx: ChainTransaction, *, required_wei: int, balance_wei: int | None = None) -> int:
+    """The relayer's balance (read now unless given), or RelayerUnfunded below `required_wei`.
+
+    The balance read is recorded for `registry.selectors.relayer_funding` (portal, readiness)."""
+    address = chain.relayer_account().address
+    if balance_wei is None:
+        with chain_errors():
+            balance_wei = int(chain.web3().eth.get_balance(address))
+        relayer_funding_remember(address=address, balance_wei=balance_wei)
+    required_wei = max(0, int(required_wei))
+    if balance_wei >= required_wei:
+        return balance_wei
+    metrics.RELAYER_FUNDING_REFUSALS.inc()
+    logger.warning(
+        "relayer %s holds %s wei, below the %s wei needed (RELAYER_MIN_BALANCE_WEI=%s): outbox row %s "
+        "(%s) stays queued, %s",
+        address, balance_wei, required_wei, settings.RELAYER_MIN_BALANCE_WEI, tx.pk, tx.function, UNFUNDED_NOTICE,
+    )
+    raise RelayerUnfunded(
+        f"the relayer's wallet {address} holds {balance_wei} wei and needs at least {required_wei} wei: "
+        f"{UNFUNDED_NOTICE}; the transaction stays queued and is sent once it is funded",
+        balance_wei=balance_wei,
+        required_wei=required_wei,
+    )
+
+
+def _sign(tx: ChainTransaction, *, balance_wei: int | None = None) -> ChainTransaction:
+    """Estimate (a call that would revert fails here, before any nonce is taken), then sign;
+    with `balance_wei`, refuse (RelayerUnfunded) a transaction whose gas limit x max fee + value
+    the relayer cannot pay, before a nonce is taken."""
     account: LocalAccount = chain.relayer_account()
     w3 = chain.web3()
     call = _bound_call(tx)
@@ -417,6 +469,10 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
         raise TransactionFailed(str(exc), error_code=exc.error_name) from exc
     with chain_errors():
         fees = _fees(w3)
+    gas_limit = int(gas * 1.2) + 10_000
+    if balance_wei is not None:
+        worst_case = gas_limit * int(fees["maxFeePerGas"]) + int(tx.value_wei)
+        _require_funds(tx, required_wei=worst_case, balance_wei=balance_wei)
     with transaction.atomic():
         # Claim the row with a write first: PostgreSQL locks the row, SQLite the database, so a
         # second worker waits here and then sees it signed (SELECT ... FOR UPDATE alone is a
@@ -439,7 +495,7 @@ def _sign(tx: ChainTransaction) -> ChainTransaction:
         ).exists()
         # a node that forgot our pending transactions (a reset dev chain) must not leave a gap
         nonce = max(counter.next_nonce, chain_nonce) if outstanding else chain_nonce
-        built = call.build_transaction({**params, **fees, "gas": int(gas * 1.2) + 10_000, "nonce": nonce})
+        built = call.build_transaction({**params, **fees, "gas": gas_limit, "nonce": nonce})
         signed = account.sign_transaction(built)
         locked.from_address = account.address
         locked.nonce = nonce
@@ -578,10 +634,13 @@ def _mark_confirmed(pk: int, receipt: Any, *, fee_wei: int | None = None, own_ha
             tx.block_hash = hex0x(receipt["blockHash"])
             tx.gas_used = receipt["gasUsed"]
             tx.fee_wei = _fee_of(receipt)
+        newly = tx.status != ChainTransaction.Status.CONFIRMED
         tx.status = ChainTransaction.Status.CONFIRMED
         tx.error_code = ""
         tx.error_message = ""
         tx.save()
+    if newly:
+        metrics.RELAYER_TRANSACTIONS.labels(outcome="confirmed").inc()
     return tx
 
 
@@ -590,13 +649,15 @@ def _mark_failed(pk: int, error_code: str, message: str, only_if_queued: bool = 
     if only_if_queued:
         rows = rows.filter(status=ChainTransaction.Status.QUEUED, raw_transaction="")
     extra = {"fee_wei": fee_wei} if fee_wei is not None else {}  # a reverted transaction still cost gas
-    rows.update(status=ChainTransaction.Status.FAILED, error_code=error_code[:64], error_message=message, **extra)
+    if rows.update(status=ChainTransaction.Status.FAILED, error_code=error_code[:64], error_message=message, **extra):
+        metrics.RELAYER_TRANSACTIONS.labels(outcome="failed").inc()
 
 
 __all__ = [
     "ChainMisconfigured",
     "ChainUnavailable",
     "RelayerBudgetExceeded",
+    "RelayerUnfunded",
     "TransactionFailed",
     "TransactionPending",
     "registry_deploy",

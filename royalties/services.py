@@ -12,6 +12,7 @@ from eth_utils import to_checksum_address
 
 from registry import chain
 from registry.chain import PERPETUAL, ChainUnavailable, chain_errors, hex0x, to_bytes32
+from telemetry import metrics
 
 from .models import License
 from .rules import LineageNode, royalty_split
@@ -67,6 +68,7 @@ def license_check(*, model_id: str, wallets: list[str]) -> LicenseDecision:
     try:
         return _check_on_chain(model_id, wallets, djtz.now())
     except ChainUnavailable as exc:
+        metrics.CHAIN_FAILURES.labels(operation="licence_check").inc()
         raise LicenseCheckUnavailable(
             "the chain cannot be reached to check your licence; try again shortly"
         ) from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,11 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("CHAIN_RPC_URL", RPC_URL)
     env.setdefault("PUBLIC_BASE_URL", f"http://{ADDRESS}")
+    # one metrics directory for the web process, the worker and the indexer, so /metrics adds up
+    # all of them (prometheus_client multiprocess mode); emptied here, before any of them starts
+    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA / "metrics")))
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     children: list[tuple[str, subprocess.Popen]] = []
 
     def stop(*_):

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-APPS = ("config", "marketplace", "royalties", "registry", "hallmark")
+APPS = ("config", "marketplace", "royalties", "registry", "telemetry", "hallmark")
 
 
 def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
@@ -30,7 +30,8 @@ def _stand_ins(tree: Path, importer: str = "", statement: str = "") -> None:
     """One empty module per app, which import each other along the layers as the real ones do;
     `importer` also runs `statement`."""
     lawful = {"config": "import marketplace.core\n", "marketplace": "import royalties.core\nimport registry.core\n",
-              "royalties": "import registry.core\nimport hallmark.core\n", "registry": "import hallmark.core\n",
+              "royalties": "import registry.core\nimport hallmark.core\n",
+              "registry": "import telemetry.core\nimport hallmark.core\n", "telemetry": "import hallmark.core\n",
               "hallmark": "import json\n"}
     for app in APPS:
         (tree / app).mkdir()
@@ -51,6 +52,8 @@ def test_the_layering_contracts_pass_when_every_import_points_down(tmp_path):
     [
         ("registry", "import marketplace.core", "registry is not allowed to import marketplace"),
         ("registry", "import royalties.core", "registry is not allowed to import royalties"),
+        ("telemetry", "import registry.core", "telemetry is not allowed to import registry"),
+        ("hallmark", "import telemetry.core", "hallmark is not allowed to import telemetry"),
         ("royalties", "from marketplace import core", "royalties is not allowed to import marketplace"),
         ("marketplace", "import config", "marketplace is not allowed to import config"),
         ("hallmark", "import registry.core", "hallmark is not allowed to import registry"),

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from registry.caching import LocalCache
 from royalties.services import LicenseCheckUnavailable, license_check, license_mirror_hit
+from telemetry import metrics
 
 from .. import selectors
 from ..errors import Forbidden, Gone, MarketplaceError, NotAuthenticated, Unavailable
@@ -65,10 +66,12 @@ def download_start(
     except MarketplaceError as exc:
         if method == "GET":
             download_record(**record, version=version, artifact=artifact, status_code=exc.status, error_code=exc.code)
+            metrics.DOWNLOADS.labels(outcome="refused", reason=metrics.code_label(exc.code)).inc()
         raise
     download = None
     if method == "GET":
         download = download_record(**record, version=version, artifact=artifact, grant=grant, status_code=200)
+        metrics.DOWNLOADS.labels(outcome="granted", reason="ok").inc()
     return DownloadStart(version=version, artifact=artifact, grant=grant, download=download)
 
 
@@ -97,11 +100,21 @@ def download_authorize(*, user, version: Version) -> DownloadGrant:
         raise NotAuthenticated(
             f"{model.repo_id} needs a licence: send `Authorization: Bearer <API token>`", code="GatedRepo"
         )
-    return _grants.get_or_load((user.pk, model.chain_model_id), lambda: _authorize(user, model))
+    loaded = []
+
+    def load() -> tuple[DownloadGrant, float | None]:
+        loaded.append(True)
+        return _authorize(user, model)
+
+    grant = _grants.get_or_load((user.pk, model.chain_model_id), load)
+    if not loaded:
+        metrics.LICENCE_CHECKS.labels(source="cache", result="held").inc()
+    return grant
 
 
 def _authorize(user, model) -> tuple[DownloadGrant, float | None]:
     if model.vendor.user_id == user.pk:
+        metrics.LICENCE_CHECKS.labels(source="owner", result="held").inc()
         return DownloadGrant(model.vendor.address, "owner"), None
     mirrored = license_mirror_hit(model_id=model.chain_model_id, licensees=selectors.wallet_addresses(user=user))
     if mirrored is None:
@@ -109,7 +122,11 @@ def _authorize(user, model) -> tuple[DownloadGrant, float | None]:
         try:
             mirrored = license_check(model_id=model.chain_model_id, wallets=wallets)
         except LicenseCheckUnavailable as exc:
+            metrics.LICENCE_CHECKS.labels(source="chain", result="unavailable").inc()
             raise Unavailable(str(exc), retry_after=exc.retry_after) from exc
+    metrics.LICENCE_CHECKS.labels(
+        source=mirrored.source or "chain", result="held" if mirrored.granted else "not_held"
+    ).inc()
     if not mirrored.granted:
         raise Forbidden(
             f"none of your wallets holds a licence for {model.repo_id}; buy one (purchaseLicense) and retry",

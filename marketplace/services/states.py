@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from registry.caching import cache_generation_bump
 from registry.services import transaction_requeue
+from telemetry import metrics
 
 from ..models import Model, Version
 
@@ -94,9 +95,12 @@ def version_mark_rejected(*, version_id: int, code: str, message: str) -> Versio
     """hashing -> rejected: a file failed hashing or inspection (`version_hash_and_inspect`), or
     its runs kept dying (`version_inspection_abandon`). Only from `hashing` (a finished run of a
     duplicate task never overwrites the outcome of the first)."""
-    Version.objects.filter(pk=version_id, status=Version.Status.HASHING).update(
+    rejected = Version.objects.filter(pk=version_id, status=Version.Status.HASHING).update(
         status=Version.Status.REJECTED, error_code=code, error_message=message, updated_at=timezone.now()
     )
+    if rejected:
+        label = metrics.code_label(code)
+        transaction.on_commit(lambda: metrics.VERSION_REJECTIONS.labels(code=label).inc())
     return Version.objects.get(pk=version_id)
 
 
@@ -114,6 +118,8 @@ def version_mark_live(*, version_id: int, block: int | None, signer: str | None 
     if signer is not None:
         updates["signer"] = signer
     changed = Version.objects.filter(pk=version_id, status=Version.Status.PENDING_CHAIN, number__isnull=False).update(**updates)
+    if changed:
+        transaction.on_commit(metrics.VERSIONS_LIVE.inc)
     if not changed and signer is not None:
         # what the chain says of a version we already hold as live (the relayer got there first)
         Version.objects.filter(pk=version_id, status=Version.Status.LIVE).update(published_block=block, signer=signer)

@@ -28,6 +28,7 @@ from registry.inspection import MAX_PARAMETERS, InspectionError, file_kind
 from registry.models import ChainTransaction
 from registry.sandbox import FileResult, InspectionAborted, Limits, files_hash_and_inspect
 from registry.services import TransactionFailed, transaction_events, transaction_process
+from telemetry import metrics
 
 from ..errors import Conflict, InvalidInput, Unavailable
 from ..models import Artifact, Model, Version
@@ -107,7 +108,21 @@ def version_hash_and_inspect(*, version_id: int) -> Version:
     (`malformed_file`), never the worker. Each run is counted before it starts
     (`hash_attempts`); a run that never ends (its worker killed) leaves its count behind, and
     past `INSPECTION_MAX_ATTEMPTS` the version is rejected (`inspection_failed`), not retried.
+    Timed in `hallmark_version_processing_seconds` (runs that did something).
     """
+    began = time.perf_counter()
+    try:
+        version = _version_hash_and_inspect(version_id)
+    except Exception:
+        metrics.VERSION_PROCESSING_SECONDS.labels(outcome="error").observe(time.perf_counter() - began)
+        raise
+    outcome = {Version.Status.AWAITING_SIGNATURE: "ok", Version.Status.REJECTED: "rejected"}.get(version.status)
+    if outcome is not None and version.hash_attempts:
+        metrics.VERSION_PROCESSING_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - began)
+    return version
+
+
+def _version_hash_and_inspect(version_id: int) -> Version:
     started = Version.objects.filter(pk=version_id, status=Version.Status.HASHING).update(
         hash_attempts=F("hash_attempts") + 1, updated_at=timezone.now()
     )
