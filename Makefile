@@ -80,3 +80,5 @@ bench: install
 	$(PY) bench/resolve_head.py
 	$(PY) bench/ledger_scale.py
 	$(PY) bench/catalog_page.py
+	$(PY) bench/fleet_watch.py
+	$(PY) bench/fleet_inventory.py

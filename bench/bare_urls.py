@@ -4,11 +4,16 @@ Never used by the application.
 
 - `/bench/bare`: a plain Django view returning "ok" (Django, its middleware, gunicorn);
 - `/bench/drf`: a DRF view with the resolve view's authentication (API token) and throttle,
-  returning an empty 200 (the floor of any authorized API endpoint: token lookup included).
+  returning an empty 200 (the floor of any authorized API endpoint: token lookup included);
+- `/bench/bare-post`: a plain Django view that reads a JSON body and answers JSON (the floor of
+  any POST of a document: bench/fleet_inventory.py).
 """
 
-from django.http import HttpResponse
+import json
+
+from django.http import HttpResponse, JsonResponse
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,6 +23,11 @@ from config.urls import urlpatterns as marketplace_urlpatterns
 
 def bare(request):
     return HttpResponse("ok")
+
+
+@csrf_exempt
+def bare_post(request):
+    return JsonResponse({"received": len(json.loads(request.body)["inventory"]["models"])})
 
 
 class AuthorizedNothing(APIView):
@@ -31,5 +41,6 @@ class AuthorizedNothing(APIView):
 urlpatterns = [
     path("bench/bare", bare, name="bench-bare"),
     path("bench/drf", AuthorizedNothing.as_view(), name="bench-drf"),
+    path("bench/bare-post", bare_post, name="bench-bare-post"),
     *marketplace_urlpatterns,
 ]

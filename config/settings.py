@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "registry",
     "royalties",
+    "fleet",
     "marketplace",
 ]
 
@@ -200,6 +201,11 @@ SIWE_NONCE_TTL_SECONDS = env.int("SIWE_NONCE_TTL_SECONDS", default=600)
 API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)  # a new token's default lifetime; 0: the maximum
 # the longest a token may live (0: no maximum); longer, or never-expiring, requests are refused
 API_TOKEN_MAX_TTL_DAYS = env.int("API_TOKEN_MAX_TTL_DAYS", default=365)
+# edge devices (fleet/): a device token's lifetime, a device challenge's, and the rate of the
+# unauthenticated challenge and token endpoints (per client address)
+DEVICE_TOKEN_TTL_SECONDS = env.int("DEVICE_TOKEN_TTL_SECONDS", default=3600)
+DEVICE_CHALLENGE_TTL_SECONDS = env.int("DEVICE_CHALLENGE_TTL_SECONDS", default=300)
+DEVICE_AUTH_RATE_LIMIT = env.str("DEVICE_AUTH_RATE_LIMIT", default="60/min")
 # expired Sign-In with Ethereum nonces, and refused anonymous download records, are deleted after
 # these (the purge task, Celery beat, and `manage.py purge_expired`)
 SIWE_NONCE_RETENTION_HOURS = env.int("SIWE_NONCE_RETENTION_HOURS", default=24)

@@ -14,6 +14,10 @@ pragma solidity ^0.8.24;
  * Credits are withdrawn by their payees (pull payments), and the credits of one purchase sum to
  * the price to the wei, so a ledger can be rebuilt from these events alone.
  *
+ * A licence is an expiry and a number of seats (the devices the licensee may run the model on).
+ * {purchaseLicense} buys one seat; {purchaseLicenseSeats} buys several at once, for the price
+ * times the seats, split like one sale of that total.
+ *
  * The external names and selectors below are an interface outside tools rely on: keep them.
  * Ownership ({Ownable2Step}) and the EIP-712 domain ({IERC5267-eip712Domain}) are OpenZeppelin's.
  */
@@ -75,11 +79,19 @@ interface IModelRegistry {
      * @param modelId The model licensed.
      * @param licensee Who holds the licence.
      * @param payer Who paid (the caller).
-     * @param price The price paid, in wei (without any overpayment).
+     * @param price The price paid, in wei (without any overpayment): the model's price times the
+     * seats bought.
      * @param expiresAt The licence's new expiry (unix seconds); {PERPETUAL} for a perpetual licence.
+     * @param seats The seats the licensee holds after the purchase (not the seats bought: a perpetual
+     * licence adds them to those held).
      */
     event LicensePurchased(
-        bytes32 indexed modelId, address indexed licensee, address indexed payer, uint256 price, uint64 expiresAt
+        bytes32 indexed modelId,
+        address indexed licensee,
+        address indexed payer,
+        uint256 price,
+        uint64 expiresAt,
+        uint32 seats
     );
 
     /**
@@ -238,6 +250,20 @@ interface IModelRegistry {
     error ExpiryBelowMinimum(uint64 expiresAt, uint64 minExpiresAt);
 
     /**
+     * @dev A purchase names 0 seats or more than {MAX_SEATS_PER_PURCHASE}, or would take a perpetual
+     * licence's seats past `type(uint32).max`.
+     * @param seats The seats asked for.
+     */
+    error InvalidSeatCount(uint32 seats);
+
+    /**
+     * @dev A renewal of a licence still valid must cover at least the seats it holds: all of them
+     * share one expiry, so fewer would drop paid seats without saying so.
+     * @param held The seats the licence holds now.
+     */
+    error SeatsBelowHeld(uint32 held);
+
+    /**
      * @dev The caller has no credit to withdraw.
      * @param payee The caller.
      */
@@ -368,8 +394,8 @@ interface IModelRegistry {
     // ---------------------------------------------------------------- licences
 
     /**
-     * @dev Buys (or renews) a licence on `modelId` for `licensee`, paid by the caller, whatever
-     * its length. Same as the four-argument {purchaseLicense} with no minimum expiry.
+     * @dev Buys (or renews) a one-seat licence on `modelId` for `licensee`, paid by the caller,
+     * whatever its length. Same as the four-argument {purchaseLicense} with no minimum expiry.
      *
      * Emits {LicensePurchased}, then {PlatformFeeCredited}, {RoyaltyCredited} (one per payee) and
      * {OverpaymentCredited} for what they credit.
@@ -381,8 +407,10 @@ interface IModelRegistry {
     function purchaseLicense(bytes32 modelId, address licensee, uint256 maxPrice) external payable;
 
     /**
-     * @dev Buys (or renews) a licence on `modelId` for `licensee`, paid by the caller, and
-     * reverts unless it lasts at least until `minExpiresAt`.
+     * @dev Buys (or renews) a one-seat licence on `modelId` for `licensee`, paid by the caller, and
+     * reverts unless it lasts at least until `minExpiresAt`. Same as {purchaseLicenseSeats} with
+     * one seat, except that a held perpetual licence reverts {LicenseAlreadyPerpetual} (so a buyer
+     * who already owns the model is never charged again by a one-seat purchase).
      *
      * Protects the buyer from a {setTerms} that shortens the licence length (or ends perpetual
      * licences) in front of this transaction, as `maxPrice` does for the price. A perpetual licence
@@ -400,6 +428,37 @@ interface IModelRegistry {
     function purchaseLicense(bytes32 modelId, address licensee, uint256 maxPrice, uint64 minExpiresAt)
         external
         payable;
+
+    /**
+     * @dev Buys `seats` seats of a licence on `modelId` for `licensee`, paid by the caller: the
+     * model's price times `seats`, split like one sale of that total (fee, then the lineage, to
+     * the wei), and reverts unless the licence lasts at least until `minExpiresAt`.
+     *
+     * - Perpetual model: a held perpetual licence gains the seats; otherwise the licence becomes
+     *   perpetual with `seats` seats.
+     * - Timed model: with no licence, or an expired one, the licence holds `seats` seats until now
+     *   plus the licence length. A licence still valid is renewed: `seats` must be at least the
+     *   seats held ({SeatsBelowHeld}), the expiry extends from the current expiry, and the licence
+     *   holds `seats` seats. Seats added by a renewal share the licence's one expiry: the seats
+     *   beyond those held run for the remaining period plus the licence length.
+     * - A perpetual licence on a model now sold with a timed length reverts {LicenseAlreadyPerpetual}.
+     *
+     * Emits the same events as {purchaseLicense}; {LicensePurchased} carries the seats held after.
+     * @param modelId The model licensed.
+     * @param licensee Who holds the licence (not necessarily the caller).
+     * @param seats The seats bought: 1 to {MAX_SEATS_PER_PURCHASE} ({InvalidSeatCount}).
+     * @param maxPrice The most the caller agrees to pay for all the seats ({PriceAboveMax}). Any
+     * payment above the total is credited back to the caller.
+     * @param minExpiresAt The lowest expiry (unix seconds) the caller accepts ({ExpiryBelowMinimum});
+     * 0 for any.
+     */
+    function purchaseLicenseSeats(
+        bytes32 modelId,
+        address licensee,
+        uint32 seats,
+        uint256 maxPrice,
+        uint64 minExpiresAt
+    ) external payable;
 
     /**
      * @dev Sends the caller everything credited to them (royalties, fees, overpayments).
@@ -488,6 +547,23 @@ interface IModelRegistry {
     function hasLicense(bytes32 modelId, address licensee) external view returns (bool);
 
     /**
+     * @dev The seats of `licensee`'s licence on `modelId` valid now.
+     * @param modelId The model.
+     * @param licensee The licensee.
+     * @return The seats held; 0 when the licence has expired or was never bought.
+     */
+    function licenseSeats(bytes32 modelId, address licensee) external view returns (uint32);
+
+    /**
+     * @dev The licence recorded for `licensee` on `modelId`, valid or not (one storage read).
+     * @param modelId The model.
+     * @param licensee The licensee.
+     * @return expiresAt Unix seconds; 0 never bought; {PERPETUAL} for ever.
+     * @return seats The seats of that licence (kept after it expires; 0 never bought).
+     */
+    function licenseOf(bytes32 modelId, address licensee) external view returns (uint64 expiresAt, uint32 seats);
+
+    /**
      * @dev Wei credited to `payee` and not yet withdrawn.
      * @param payee The payee.
      * @return The credit in wei.
@@ -544,4 +620,10 @@ interface IModelRegistry {
      * @return type(uint64).max.
      */
     function PERPETUAL() external view returns (uint64);
+
+    /**
+     * @dev Most seats one {purchaseLicenseSeats} may buy: bounds a typo's cost.
+     * @return 10000.
+     */
+    function MAX_SEATS_PER_PURCHASE() external view returns (uint32);
 }

@@ -20,6 +20,8 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
     uint8 public constant MAX_LINEAGE_DEPTH = 8;
     /// @inheritdoc IModelRegistry
     uint64 public constant PERPETUAL = type(uint64).max;
+    /// @inheritdoc IModelRegistry
+    uint32 public constant MAX_SEATS_PER_PURCHASE = 10_000;
 
     /// @dev The whole of a payment in basis points: fees and upstream shares are parts of it.
     uint16 private constant _BPS = 10_000;
@@ -29,6 +31,8 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
     uint64 private constant _LATEST_TIMED_EXPIRY = PERPETUAL - 1;
     /// @dev `minExpiresAt` of the three-argument {purchaseLicense}: any expiry will do.
     uint64 private constant _NO_MINIMUM_EXPIRY = 0;
+    /// @dev Seats bought by the {purchaseLicense} overloads.
+    uint32 private constant _ONE_SEAT = 1;
 
     bytes32 private constant _PUBLISH_VERSION_TYPEHASH = keccak256(
         "PublishVersion(bytes32 modelId,uint32 version,bytes32 rootDigest,bytes32 metadataDigest,uint256 deadline)"
@@ -56,12 +60,22 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
         bytes32 parentId;
     }
 
+    /**
+     * @dev One slot, read and written once per purchase: adding the seat count to the expiry costs a
+     * purchase no extra SSTORE. `seats` counts the devices the licensee may run the model on; a
+     * licence never bought is (0, 0).
+     */
+    struct License {
+        uint64 expiresAt;
+        uint32 seats;
+    }
+
     /// @inheritdoc IModelRegistry
     mapping(bytes32 modelId => Model) public models;
 
     mapping(bytes32 modelId => mapping(uint32 version => bytes32 rootDigest)) private _versionDigests;
     mapping(bytes32 modelId => mapping(uint32 version => bool)) private _revoked;
-    mapping(bytes32 modelId => mapping(address licensee => uint64 expiresAt)) private _licenseExpiry;
+    mapping(bytes32 modelId => mapping(address licensee => License)) private _licenses;
     mapping(address payee => uint256) private _credits;
 
     // one slot: both are read by every purchase
@@ -180,7 +194,7 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
 
     /// @inheritdoc IModelRegistry
     function purchaseLicense(bytes32 modelId, address licensee, uint256 maxPrice) external payable {
-        _purchaseLicense(modelId, licensee, maxPrice, _NO_MINIMUM_EXPIRY);
+        _purchaseLicense(modelId, licensee, _ONE_SEAT, maxPrice, _NO_MINIMUM_EXPIRY, false);
     }
 
     /// @inheritdoc IModelRegistry
@@ -188,7 +202,19 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
         external
         payable
     {
-        _purchaseLicense(modelId, licensee, maxPrice, minExpiresAt);
+        _purchaseLicense(modelId, licensee, _ONE_SEAT, maxPrice, minExpiresAt, false);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function purchaseLicenseSeats(
+        bytes32 modelId,
+        address licensee,
+        uint32 seats,
+        uint256 maxPrice,
+        uint64 minExpiresAt
+    ) external payable {
+        if (seats == 0 || seats > MAX_SEATS_PER_PURCHASE) revert InvalidSeatCount(seats);
+        _purchaseLicense(modelId, licensee, seats, maxPrice, minExpiresAt, true);
     }
 
     /// @inheritdoc IModelRegistry
@@ -227,12 +253,24 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
 
     /// @inheritdoc IModelRegistry
     function licenseExpiry(bytes32 modelId, address licensee) external view returns (uint64) {
-        return _licenseExpiry[modelId][licensee];
+        return _licenses[modelId][licensee].expiresAt;
     }
 
     /// @inheritdoc IModelRegistry
     function hasLicense(bytes32 modelId, address licensee) external view returns (bool) {
-        return _licenseExpiry[modelId][licensee] > block.timestamp;
+        return _licenses[modelId][licensee].expiresAt > block.timestamp;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function licenseSeats(bytes32 modelId, address licensee) external view returns (uint32) {
+        License memory license = _licenses[modelId][licensee];
+        return license.expiresAt > block.timestamp ? license.seats : 0;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function licenseOf(bytes32 modelId, address licensee) external view returns (uint64 expiresAt, uint32 seats) {
+        License memory license = _licenses[modelId][licensee];
+        return (license.expiresAt, license.seats);
     }
 
     /// @inheritdoc IModelRegistry
@@ -304,17 +342,29 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
         emit VersionPublished(modelId, version, rootDigest, metadataDigest, signer);
     }
 
-    function _purchaseLicense(bytes32 modelId, address licensee, uint256 maxPrice, uint64 minExpiresAt) private {
+    /// @dev `seats` is 1..{MAX_SEATS_PER_PURCHASE} (checked by the callers); the price and its split
+    /// are those of one sale of `price * seats` wei. `addToPerpetual` is false for the one-seat
+    /// overloads, which keep refusing a held perpetual licence ({LicenseAlreadyPerpetual}).
+    function _purchaseLicense(
+        bytes32 modelId,
+        address licensee,
+        uint32 seats,
+        uint256 maxPrice,
+        uint64 minExpiresAt,
+        bool addToPerpetual
+    ) private {
         Model storage model = _existingModel(modelId);
         if (!model.listed) revert NotListed(modelId);
         if (licensee == address(0)) revert InvalidLicensee(licensee);
-        uint256 price = model.price;
+        // uint96 * uint32 < 2^128: cannot overflow
+        uint256 price = uint256(model.price) * seats;
         if (price > maxPrice) revert PriceAboveMax(price, maxPrice);
         if (msg.value < price) revert InsufficientPayment(price, msg.value);
 
-        uint64 expiresAt = _extendLicense(modelId, licensee, model.licenseDuration);
+        (uint64 expiresAt, uint32 held) =
+            _extendLicense(modelId, licensee, model.licenseDuration, seats, addToPerpetual);
         if (expiresAt < minExpiresAt) revert ExpiryBelowMinimum(expiresAt, minExpiresAt);
-        emit LicensePurchased(modelId, licensee, msg.sender, price, expiresAt);
+        emit LicensePurchased(modelId, licensee, msg.sender, price, expiresAt, held);
 
         _splitPayment(modelId, model, price);
         if (msg.value > price) {
@@ -324,18 +374,39 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
         }
     }
 
-    function _extendLicense(bytes32 modelId, address licensee, uint64 duration) private returns (uint64 expiresAt) {
-        uint64 current = _licenseExpiry[modelId][licensee];
-        if (current == PERPETUAL) revert LicenseAlreadyPerpetual(modelId, licensee);
-        if (duration == _PERPETUAL_DURATION) {
+    /// @dev The licence after buying `seats` seats, written in one SSTORE. A held perpetual licence
+    /// gains the seats (perpetual model, {purchaseLicenseSeats} only); a valid timed licence is
+    /// renewed for at least the seats it holds, and every seat shares the new expiry; a licence
+    /// never bought or expired starts again with `seats`.
+    function _extendLicense(bytes32 modelId, address licensee, uint64 duration, uint32 seats, bool addToPerpetual)
+        private
+        returns (uint64 expiresAt, uint32 held)
+    {
+        License storage license = _licenses[modelId][licensee];
+        uint64 current = license.expiresAt;
+        if (current == PERPETUAL) {
+            // more seats at a timed price would be perpetual seats sold as timed ones
+            if (!addToPerpetual || duration != _PERPETUAL_DURATION) revert LicenseAlreadyPerpetual(modelId, licensee);
+            uint256 total = uint256(license.seats) + seats;
+            if (total > type(uint32).max) revert InvalidSeatCount(seats);
             expiresAt = PERPETUAL;
+            held = uint32(total);
         } else {
-            // a renewal extends from the later of now and the current expiry: no paid time is lost
-            uint64 start = current > block.timestamp ? current : uint64(block.timestamp);
-            uint256 end = uint256(start) + duration;
-            expiresAt = end > _LATEST_TIMED_EXPIRY ? _LATEST_TIMED_EXPIRY : uint64(end);
+            bool valid = current > block.timestamp;
+            // a renewal covers every seat held: fewer would drop paid seats without saying so
+            if (valid && seats < license.seats) revert SeatsBelowHeld(license.seats);
+            held = seats;
+            if (duration == _PERPETUAL_DURATION) {
+                expiresAt = PERPETUAL;
+            } else {
+                // a renewal extends from the later of now and the current expiry: no paid time is lost
+                uint64 start = valid ? current : uint64(block.timestamp);
+                uint256 end = uint256(start) + duration;
+                expiresAt = end > _LATEST_TIMED_EXPIRY ? _LATEST_TIMED_EXPIRY : uint64(end);
+            }
         }
-        _licenseExpiry[modelId][licensee] = expiresAt;
+        license.expiresAt = expiresAt;
+        license.seats = held;
     }
 
     /// @dev Platform fee first ({PlatformFeeCredited}), then the lineage cascade ({RoyaltyCredited}).

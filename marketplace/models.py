@@ -276,6 +276,10 @@ class Download(TimeStamped):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL)
+    device = models.ForeignKey(
+        "fleet.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="downloads",
+        help_text="the edge device whose token asked (fleet/): null for any other request",
+    )
     wallet = models.CharField(max_length=42, blank=True)
     version = models.ForeignKey(Version, null=True, blank=True, on_delete=models.SET_NULL)
     artifact = models.ForeignKey(Artifact, null=True, blank=True, on_delete=models.SET_NULL)

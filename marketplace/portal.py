@@ -20,6 +20,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from fleet import selectors as fleet_selectors
+from fleet import services as fleet_services
 from registry import chain
 from registry.selectors import relayer_funding
 from royalties.selectors import format_eth, licenses_held, purchase_history, statement_build, statement_daily_sales
@@ -119,6 +121,8 @@ def model_manage(request, slug):
     return render(request, "marketplace/portal/model_manage.html", {
         "model": model, "versions": model.versions.order_by("-created_at"), "create_call": create_call,
         "terms_form": terms_form, "card_html": render_card(model.card), **chain_context(),
+        # buyers' devices reporting each version: counts only, never whose
+        "device_counts": fleet_selectors.version_device_counts(model_id=model.chain_model_id),
     })
 
 
@@ -316,3 +320,44 @@ def token_revoke(request, prefix):
     others = revoked - 1
     messages.success(request, f"Token {token.prefix}… revoked" + (f", with {others} token{'s' if others != 1 else ''} it created." if others > 0 else "."))
     return redirect("portal-tokens")
+
+
+# ------------------------------------------------------------------------------- fleet page
+
+
+@login_required
+def fleet_page(request):
+    """The owner's edge devices and what each runs (its last signed inventory), each entry on a
+    revoked or outdated version flagged (the marketplace's versions: fleet/ cannot read them)."""
+    devices = list(fleet_selectors.devices_of(owner=request.user)[:500])
+    entries = [entry for device in devices for entry in device.models.all()]
+    revoked, latest = selectors.fleet_version_states(model_ids={entry.model_id for entry in entries} | {
+        seat.model_id for device in devices for seat in device.seats.all()
+    })
+    models = {m.chain_model_id: m for m in Model.objects.select_related("vendor").filter(chain_model_id__in=set(latest) | {m for m, _ in revoked})}
+    rows = []
+    for device in devices:
+        runs = []
+        for entry in device.models.all():
+            newest = latest.get(entry.model_id, 0)
+            runs.append({
+                "entry": entry, "revoked": (entry.model_id, entry.version) in revoked,
+                "latest": newest if newest > entry.version else None,
+            })
+        seats = [models[s.model_id].repo_id if s.model_id in models else s.model_id[:18] + "…" for s in device.seats.all()]
+        rows.append({"device": device, "runs": runs, "seats": seats, "flagged": sum(1 for r in runs if r["revoked"] or r["latest"])})
+    return render(request, "marketplace/portal/fleet.html", {
+        "rows": rows, "live_count": sum(1 for d in devices if d.revoked_at is None),
+        "flagged_count": sum(row["flagged"] for row in rows if row["device"].revoked_at is None),
+    })
+
+
+@login_required
+@require_POST
+def fleet_device_remove(request, address):
+    device = fleet_selectors.device_get_owned(owner=request.user, address=address)
+    if device is None:
+        raise Http404("you have no such device")
+    fleet_services.device_revoke(device=device)
+    messages.success(request, f"Device {device.name} removed: its seats are free and its tokens refused.")
+    return redirect("portal-fleet")

@@ -260,3 +260,34 @@ def catalog_facets() -> dict[str, list[str]]:
         field: list(live.exclude(**{field: ""}).order_by(field).values_list(field, flat=True).distinct())
         for field in ("quantization", "architecture")
     }
+
+
+def fleet_version_states(*, model_ids: set[str]) -> tuple[set[tuple[str, int]], dict[str, int]]:
+    """What the marketplace knows of the versions edge devices report (fleet/ cannot read this
+    table): the (chain model id, number) pairs revoked, and each model's latest live version a
+    device can pull (not revoked, hosted here). One query for any number of models."""
+    revoked: set[tuple[str, int]] = set()
+    latest: dict[str, int] = {}
+    rows = Version.objects.filter(model__chain_model_id__in=[m.lower() for m in model_ids], status=Version.Status.LIVE)
+    for model_id, number, is_revoked, adopted in rows.values_list("model__chain_model_id", "number", "revoked", "adopted"):
+        model_id = model_id.lower()
+        if is_revoked:
+            revoked.add((model_id, number))
+        elif not adopted and number > latest.get(model_id, 0):
+            latest[model_id] = number
+    return revoked, latest
+
+
+def fleet_entries_flagged(entries) -> tuple[list[dict], list[dict]]:
+    """Of inventory entries (anything with `repo_id`, `model_id`, `version`: fleet's reported
+    rows), the ones on an outdated version (with the `latest`) and the ones on a revoked version."""
+    entries = list(entries)
+    revoked_pairs, latest = fleet_version_states(model_ids={entry.model_id for entry in entries})
+    outdated, revoked = [], []
+    for entry in entries:
+        item = {"repo_id": entry.repo_id, "model_id": entry.model_id, "version": entry.version}
+        if (entry.model_id.lower(), entry.version) in revoked_pairs:
+            revoked.append(item)
+        elif latest.get(entry.model_id.lower(), 0) > entry.version:
+            outdated.append({**item, "latest": latest[entry.model_id.lower()]})
+    return outdated, revoked

@@ -7,7 +7,7 @@ from .models import License
 
 @admin.register(License)
 class LicenseAdmin(admin.ModelAdmin):
-    list_display = ("model_id", "licensee", "perpetual", "expires_at", "source", "observed_block")
+    list_display = ("model_id", "licensee", "perpetual", "expires_at", "seats", "source", "observed_block")
     search_fields = ("model_id", "licensee")
 
     # Downloads keep licence grants in each process (registry/caching.py): a licence an operator

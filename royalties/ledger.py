@@ -75,6 +75,7 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
                     licensee=to_checksum_address(args["licensee"]), payer=to_checksum_address(args["payer"]),
                     price_wei=int(args["price"]), perpetual=expiry >= PERPETUAL,
                     expires_at=None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=UTC),
+                    memo={"seats": int(args.get("seats", 1))},  # held after the purchase (none before seats: one)
                 )
                 open_entry._sold_version = versions.at(open_entry.model_id, open_entry.block_number)
                 credited = []

@@ -7,7 +7,8 @@ from registry.models import TimeStamped
 
 
 class License(TimeStamped):
-    """A licence seen on chain for (model, licensee). `expires_at` null means perpetual.
+    """A licence seen on chain for (model, licensee): `seats` seats until `expires_at` (null means
+    perpetual).
 
     Written from chain reads (and, later, from indexed `LicensePurchased` events); a positive
     answer is trusted only until `expires_at`.
@@ -21,6 +22,9 @@ class License(TimeStamped):
     licensee = models.CharField(max_length=42, help_text="checksummed wallet address")
     expires_at = models.DateTimeField(null=True, blank=True)
     perpetual = models.BooleanField(default=False)
+    seats = models.PositiveIntegerField(
+        default=1, help_text="the devices the licence covers (the contract's seats; every seat shares the expiry)"
+    )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.CHAIN_READ)
     observed_block = models.PositiveBigIntegerField(null=True, blank=True)
 

@@ -19,6 +19,7 @@ def apply(events: list[ChainEvent]) -> None:
                 expiry=int(event.args["expiresAt"]),
                 block=event.block_number,
                 source=License.Source.EVENT,
+                seats=_seats(event),
             )
 
 
@@ -38,5 +39,10 @@ def rollback(events: list[ChainEvent]) -> None:
         else:
             license_record(
                 model_id=model_id, licensee=licensee, expiry=int(latest.args["expiresAt"]),
-                block=latest.block_number, source=License.Source.EVENT,
+                block=latest.block_number, source=License.Source.EVENT, seats=_seats(latest),
             )
+
+
+def _seats(event: ChainEvent) -> int:
+    """The seats held after the purchase; an event stored before the contract counted seats is one."""
+    return int(event.args.get("seats", 1))

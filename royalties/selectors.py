@@ -203,6 +203,7 @@ class LicenceHeld:
     renewal_due: bool
     tx_hash: str | None
     purchased_at: datetime | None
+    seats: int = 1
 
 
 def licenses_held(*, addresses: list[str], renewal_window: timedelta = timedelta(days=30)) -> list[LicenceHeld]:
@@ -229,9 +230,24 @@ def licenses_held(*, addresses: list[str], renewal_window: timedelta = timedelta
         held.append(LicenceHeld(
             model_id=row.model_id, licensee=row.licensee, perpetual=row.perpetual, expires_at=row.expires_at,
             renewal_due=(not row.perpetual and row.expires_at is not None and row.expires_at - now <= renewal_window),
-            tx_hash=tx_hash, purchased_at=purchased_at,
+            tx_hash=tx_hash, purchased_at=purchased_at, seats=row.seats,
         ))
     return held
+
+
+def license_seats_held(*, model_id: str, licensees) -> int:
+    """The seats of `model_id` held now by `licensees` (a list of addresses, or a queryset of them
+    used as a subquery, like `services.license_mirror_hit`): the sum over their valid (perpetual
+    or unexpired) mirrored licences, one query. Each wallet's licence counts once, so a fleet
+    owner with several wallets holds the seats of all of them; an expired licence holds none."""
+    if isinstance(licensees, list | tuple | set):
+        licensees = [to_checksum_address(a) for a in licensees]
+    total = (
+        License.objects.filter(model_id=model_id.lower(), licensee__in=licensees)
+        .filter(Q(perpetual=True) | Q(expires_at__gt=timezone.now()))
+        .aggregate(seats=Sum("seats"))["seats"]
+    )
+    return int(total or 0)
 
 
 def purchase_history(*, addresses: list[str], limit: int = 500) -> list[LedgerEntry]:

@@ -29,7 +29,9 @@ class LicenseCheckUnavailable(Exception):
 class LicenseDecision:
     """Whether a licence is held. `source`: "mirror" (the License table), "chain" (read from the
     contract at the safe block, now mirrored) or "unconfirmed" (seen at the latest block only:
-    `confirmed` is False, nothing was mirrored, and a reorg may still take it away)."""
+    `confirmed` is False, nothing was mirrored, and a reorg may still take it away). `seats`: the
+    seats of the licence that granted (its one licensee's; the sum over several wallets is
+    `selectors.license_seats_held`)."""
 
     granted: bool
     licensee: str | None = None
@@ -37,6 +39,7 @@ class LicenseDecision:
     perpetual: bool = False
     source: str = ""
     confirmed: bool = True
+    seats: int = 0
 
     def grant_seconds(self, now: datetime) -> float | None:
         """How long this grant may be kept without asking again: None for as long as a cache
@@ -52,8 +55,8 @@ class LicenseDecision:
 def license_check(*, model_id: str, wallets: list[str]) -> LicenseDecision:
     """Whether any of `wallets` holds a valid licence on `model_id` now.
 
-    A mirrored licence answers at once. On a miss the contract's `licenseExpiry` is read at the
-    latest block (so a download works seconds after the purchase is mined) and at the safe block
+    A mirrored licence answers at once. On a miss the contract's `licenseOf` (expiry and seats) is
+    read at the latest block (so a download works seconds after the purchase is mined) and at the safe block
     (CONFIRMATIONS deep): valid at the safe block, it is mirrored; valid at the latest block only,
     it is a short-lived grant (`confirmed=False`, see LicenseDecision.grant_seconds) that is not
     mirrored, so a purchase a reorg removes grants nothing once that grant ends.
@@ -80,16 +83,19 @@ def license_mirror_hit(*, model_id: str, licensees) -> LicenseDecision | None:
     held = (
         License.objects.filter(model_id=model_id.lower(), licensee__in=licensees)
         .filter(Q(perpetual=True) | Q(expires_at__gt=djtz.now()))
-        .only("licensee", "expires_at", "perpetual")
+        .only("licensee", "expires_at", "perpetual", "seats")
         .first()
     )
     if held is None:
         return None
-    return LicenseDecision(True, held.licensee, held.expires_at, held.perpetual, "mirror")
+    return LicenseDecision(True, held.licensee, held.expires_at, held.perpetual, "mirror", seats=held.seats)
 
 
-def license_record(*, model_id: str, licensee: str, expiry: int, block: int | None, source: str) -> License | None:
-    """Mirror a licence expiry (unix seconds, PERPETUAL for ever) seen on chain."""
+def license_record(
+    *, model_id: str, licensee: str, expiry: int, block: int | None, source: str, seats: int = 1
+) -> License | None:
+    """Mirror a licence seen on chain: its expiry (unix seconds, PERPETUAL for ever) and its seats
+    (events indexed before seats existed carry none: one seat)."""
     if expiry == 0:
         return None
     perpetual = expiry >= PERPETUAL
@@ -97,9 +103,17 @@ def license_record(*, model_id: str, licensee: str, expiry: int, block: int | No
     row, _ = License.objects.update_or_create(
         model_id=model_id.lower(),
         licensee=to_checksum_address(licensee),
-        defaults={"perpetual": perpetual, "expires_at": expires_at, "source": source, "observed_block": block},
+        defaults={
+            "perpetual": perpetual, "expires_at": expires_at, "seats": _seats(seats), "source": source,
+            "observed_block": block,
+        },
     )
     return row
+
+
+def _seats(seats: int) -> int:
+    """The contract's seats (a uint32, at least one for a licence ever bought) as a mirror value."""
+    return min(max(int(seats), 1), 2**32 - 1)
 
 
 def _valid(expiry: int, now: datetime) -> bool:
@@ -119,22 +133,25 @@ def _check_on_chain(model_id: str, wallets: list[str], now: datetime) -> License
         head = w3.eth.block_number
         safe = max(head - max(settings.CONFIRMATIONS, 1) + 1, 0)
         for wallet in wallets:
-            expiry = contract.functions.licenseExpiry(raw_id, wallet).call(block_identifier=head)
+            expiry, seats = contract.functions.licenseOf(raw_id, wallet).call(block_identifier=head)
             if not _valid(expiry, now):
                 continue
             if safe != head:
-                expiry_at_safe = contract.functions.licenseExpiry(raw_id, wallet).call(block_identifier=safe)
+                expiry_at_safe, seats_at_safe = contract.functions.licenseOf(raw_id, wallet).call(block_identifier=safe)
                 if not _valid(expiry_at_safe, now):
                     # bought in the last CONFIRMATIONS blocks: usable now, mirrored once confirmed
                     unconfirmed = unconfirmed or LicenseDecision(
-                        True, wallet, _expiry_datetime(expiry), expiry >= PERPETUAL, "unconfirmed", confirmed=False
+                        True, wallet, _expiry_datetime(expiry), expiry >= PERPETUAL, "unconfirmed", confirmed=False,
+                        seats=int(seats),
                     )
                     continue
-                expiry = expiry_at_safe  # what is confirmed; a renewal on top of it is not yet
+                # what is confirmed; a renewal (or seats) on top of it is not yet
+                expiry, seats = expiry_at_safe, seats_at_safe
             row = license_record(
-                model_id=model_id, licensee=wallet, expiry=expiry, block=safe, source=License.Source.CHAIN_READ
+                model_id=model_id, licensee=wallet, expiry=expiry, block=safe, source=License.Source.CHAIN_READ,
+                seats=seats,
             )
-            return LicenseDecision(True, wallet, row.expires_at, row.perpetual, "chain")
+            return LicenseDecision(True, wallet, row.expires_at, row.perpetual, "chain", seats=row.seats)
     return unconfirmed or LicenseDecision(False)
 
 
@@ -184,42 +201,65 @@ def royalty_preview(*, model_id: str, price_wei: int | None = None) -> dict:
     }
 
 
-def purchase_transaction(*, model_id: str, licensee: str, max_price_wei: int | None = None) -> dict:
-    """The unsigned `purchaseLicense` call for the buyer's wallet to sign and send.
+MAX_SEATS_PER_PURCHASE = 10_000  # the contract's MAX_SEATS_PER_PURCHASE
 
-    It is the four-argument call: besides `maxPrice` (the price shown, unless the buyer allows
-    more) it carries `minExpiresAt`, the expiry shown less LICENSE_EXPIRY_SLACK_SECONDS (the
-    perpetual sentinel for a perpetual licence), so a vendor who shortens the licence length in
-    front of the purchase makes it revert (`ExpiryBelowMinimum`) instead of selling less."""
+
+def purchase_transaction(*, model_id: str, licensee: str, max_price_wei: int | None = None, seats: int = 1) -> dict:
+    """The unsigned purchase call for the buyer's wallet to sign and send.
+
+    One seat is the four-argument `purchaseLicense`; several, or seats added to a perpetual licence
+    held (`adds_to_perpetual`; `purchaseLicense` refuses it), are `purchaseLicenseSeats` (the price
+    times the seats: `price_wei` is that total). Besides `maxPrice` (the total shown, unless the
+    buyer allows more) it carries `minExpiresAt`, the expiry shown less
+    LICENSE_EXPIRY_SLACK_SECONDS (the perpetual sentinel for a perpetual licence), so a vendor who
+    shortens the licence length in front of the purchase makes it revert (`ExpiryBelowMinimum`)
+    instead of selling less. `seats_after` is what the licence would hold once mined now (a
+    perpetual licence adds the seats to those held; a renewal must cover the seats held: the
+    contract reverts `SeatsBelowHeld` below them, said here as `seats_below_held`)."""
+    seats = int(seats)
+    if not 1 <= seats <= MAX_SEATS_PER_PURCHASE:
+        raise ValueError(f"seats must be 1 to {MAX_SEATS_PER_PURCHASE}")
     contract = chain.registry_contract()
     raw = to_bytes32(model_id)
     licensee = to_checksum_address(licensee)
     with chain_errors():
         model = chain.model_on_chain(raw, contract=contract)
-        current = contract.functions.licenseExpiry(raw, licensee).call()
+        current, held = contract.functions.licenseOf(raw, licensee).call()
         now = chain.web3().eth.get_block("latest")["timestamp"]
     if not model.exists:
         raise LookupError("no such model on chain")
-    price = model.price_wei
+    current, held = int(current), int(held)
+    price = model.price_wei * seats
     max_price = price if max_price_wei is None else int(max_price_wei)
+    valid = current >= PERPETUAL or current > int(now)
     if model.perpetual:
         expires = min_expires = PERPETUAL
     else:
-        expires = min(max(int(current), int(now)) + model.license_duration, PERPETUAL - 1)  # the contract's cap
+        expires = min(max(current, int(now)) + model.license_duration, PERPETUAL - 1)  # the contract's cap
         min_expires = max(expires - int(settings.LICENSE_EXPIRY_SLACK_SECONDS), 0)
+    if seats == 1 and current < PERPETUAL:
+        data = contract.encode_abi("purchaseLicense", args=[raw, licensee, max_price, min_expires])
+    else:
+        data = contract.encode_abi("purchaseLicenseSeats", args=[raw, licensee, seats, max_price, min_expires])
     return {
         "to": contract.address,
-        "data": contract.encode_abi("purchaseLicense", args=[raw, licensee, max_price, min_expires]),
+        "data": data,
         "value": price,
         "chain_id": int(chain.web3().eth.chain_id),
         "price_wei": price,
+        "unit_price_wei": model.price_wei,
+        "seats": seats,
+        "seats_held": held if valid else 0,
+        "seats_after": held + seats if current >= PERPETUAL else seats,
+        "seats_below_held": valid and current < PERPETUAL and seats < held,
         "max_price_wei": max_price,
         "listed": model.listed,
         "licensee": licensee,
-        "current_expiry": int(current) or None,
+        "current_expiry": current or None,
         "expires_at_if_mined_now": expires,
         "min_expires_at": min_expires,
-        "already_perpetual": int(current) == PERPETUAL,
+        "already_perpetual": current == PERPETUAL,
+        "adds_to_perpetual": current == PERPETUAL and model.perpetual,
     }
 
 
@@ -263,7 +303,7 @@ def purchase_confirm(*, tx_hash: str) -> PurchaseConfirmation:
         args = event["args"]
         fields = dict(
             model_id=hex0x(args["modelId"]), licensee=args["licensee"], expiry=int(args["expiresAt"]),
-            block=receipt["blockNumber"], source=License.Source.EVENT,
+            block=receipt["blockNumber"], source=License.Source.EVENT, seats=int(args["seats"]),
         )
         row = license_record(**fields) if confirmed else _license_unsaved(**fields)
         if row is not None:
@@ -273,11 +313,11 @@ def purchase_confirm(*, tx_hash: str) -> PurchaseConfirmation:
     return PurchaseConfirmation(licences, confirmed, depth, needed)
 
 
-def _license_unsaved(*, model_id: str, licensee: str, expiry: int, block: int, source: str) -> License | None:
+def _license_unsaved(*, model_id: str, licensee: str, expiry: int, block: int, source: str, seats: int) -> License | None:
     """What license_record would mirror, without writing it."""
     if expiry == 0:
         return None
     return License(
         model_id=model_id.lower(), licensee=to_checksum_address(licensee), perpetual=expiry >= PERPETUAL,
-        expires_at=_expiry_datetime(expiry), source=source, observed_block=block,
+        expires_at=_expiry_datetime(expiry), seats=_seats(seats), source=source, observed_block=block,
     )

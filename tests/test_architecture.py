@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-APPS = ("config", "marketplace", "royalties", "registry", "telemetry", "hallmark")
+APPS = ("config", "marketplace", "fleet", "royalties", "registry", "telemetry", "hallmark")
 
 
 def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
@@ -29,7 +29,9 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
 def _stand_ins(tree: Path, importer: str = "", statement: str = "") -> None:
     """One empty module per app, which import each other along the layers as the real ones do;
     `importer` also runs `statement`."""
-    lawful = {"config": "import marketplace.core\n", "marketplace": "import royalties.core\nimport registry.core\n",
+    lawful = {"config": "import marketplace.core\n",
+              "marketplace": "import fleet.core\nimport royalties.core\nimport registry.core\n",
+              "fleet": "import royalties.core\nimport registry.core\n",
               "royalties": "import registry.core\nimport hallmark.core\n",
               "registry": "import telemetry.core\nimport hallmark.core\n", "telemetry": "import hallmark.core\n",
               "hallmark": "import json\n"}
@@ -56,6 +58,9 @@ def test_the_layering_contracts_pass_when_every_import_points_down(tmp_path):
         ("hallmark", "import telemetry.core", "hallmark is not allowed to import telemetry"),
         ("royalties", "from marketplace import core", "royalties is not allowed to import marketplace"),
         ("marketplace", "import config", "marketplace is not allowed to import config"),
+        ("fleet", "import marketplace.core", "fleet is not allowed to import marketplace"),
+        ("royalties", "import fleet.core", "royalties is not allowed to import fleet"),
+        ("hallmark", "import fleet.core", "hallmark is not allowed to import fleet"),
         ("hallmark", "import registry.core", "hallmark is not allowed to import registry"),
         ("hallmark", "import django.conf", "hallmark is not allowed to import django"),
         ("hallmark", "from rest_framework import serializers", "hallmark is not allowed to import rest_framework"),

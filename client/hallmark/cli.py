@@ -5,10 +5,13 @@
     hallmark buy     vendor/name [--licensee 0x…] [--yes]  pay for a licence from your own key
     hallmark pull    vendor/name [--revision v3] [--dir D] download, then verify against the chain
     hallmark verify  DIR MODEL@VERSION --rpc URL --registry 0x…   check files against the chain
+    hallmark device  init | register --name NAME | show | report   this device's key and registration
+    hallmark watch   [--once] [--interval S] [--update]   check installed models against the chain
 
 Exit codes: 0 success, 1 failure, 2 usage error; `verify` and `pull` exit with the verification
 outcome (3 tampered, 4 files differ, 5 revoked, 6 unknown model or version, 7 chain unreachable,
-8 signer mismatch); `login` exits 9 when the server asks to sign in to another domain than its own.
+8 signer mismatch); `watch` exits 0 all good, 3 something quarantined, 4 update available, 7 chain
+unreachable; `login` exits 9 when the server asks to sign in to another domain than its own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 from . import __version__
 from .console import USAGE, CommandError
 
-COMMANDS = ("login", "publish", "buy", "pull", "verify")
+COMMANDS = ("login", "publish", "buy", "pull", "verify", "device", "watch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     buy = sub.add_parser("buy", parents=[marketplace, key, chain, wait], help="buy a licence, paid from your key")
     buy.add_argument("repo", metavar="VENDOR/NAME")
     buy.add_argument("--licensee", metavar="0x…", help="the wallet that gets the licence (default: your key's address)")
+    buy.add_argument("--seats", type=int, metavar="N", help="seats (devices) to buy, 1 to 10000 (default 1; price x N)")
     buy.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
     verify_options = argparse.ArgumentParser(add_help=False)
@@ -70,6 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", parents=[marketplace, chain, verify_options], help="check files against the chain")
     verify.add_argument("directory", metavar="DIR")
     verify.add_argument("spec", metavar="MODEL@VERSION", help="0x<model id>@3, 0x<vendor address>/<slug>@v3, or vendor/name@v3 with --endpoint")
+
+    device = sub.add_parser("device", help="this device's key, its registration and its inventory report")
+    device_sub = device.add_subparsers(dest="action", metavar="ACTION", required=True)
+    device_sub.add_parser("init", help="make the device key (0600) and print its address")
+    register = device_sub.add_parser("register", parents=[marketplace], help="bind this device to your account (your login)")
+    register.add_argument("--name", required=True, help="1-64 printable characters")
+    show = device_sub.add_parser("show", help="the device's address and registration")
+    show.add_argument("--json", action="store_true")
+    device_sub.add_parser("report", parents=[marketplace], help="post the signed inventory to the marketplace")
+
+    watch = sub.add_parser("watch", parents=[chain], help="check installed models against the chain, quarantine what must not run")
+    watch.add_argument("--registry", metavar="0x…", help="the ModelRegistry address (default: $HALLMARK_REGISTRY_ADDRESS, else the one `pull` saw)")
+    watch.add_argument("--once", action="store_true", help="one poll, then exit with its code")
+    watch.add_argument("--interval", type=float, default=60, metavar="S", help="seconds between polls without --once (default 60)")
+    watch.add_argument("--update", action="store_true", help="install a newer version once it verifies on chain")
+    watch.add_argument("--verify-files", action="store_true", help="re-hash every file (default: only files whose size or mtime changed)")
+    watch.add_argument("--json", action="store_true", help="print each poll as JSON")
     return parser
 
 

@@ -66,6 +66,8 @@ def _info(version: Version) -> dict:
 class ModelInfoView(APIView):
     """`GET /api/models/{repo}` and `/api/models/{repo}/revision/{rev}`."""
 
+    device_token_allowed = True  # an edge device's token (fleet/) reads what it may download
+
     @extend_schema(responses=OpenApiTypes.OBJECT, description="the model's info as the Hugging Face Hub answers it (`id`, `sha`, `siblings`, ...)")
     def get(self, request, vendor, model, revision="main"):
         repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
@@ -75,6 +77,8 @@ class ModelInfoView(APIView):
 
 class ModelTreeView(APIView):
     """`GET /api/models/{repo}/tree/{rev}[/{path}]?recursive=true`."""
+
+    device_token_allowed = True
 
     @extend_schema(
         responses={200: {"type": "array", "items": {"type": "object"}}},
@@ -129,7 +133,7 @@ class ResolveView(View):
 
     def _serve(self, request, vendor, model, revision, path):
         try:
-            user, token = authenticate(request)
+            user, token = authenticate(request, device_allowed=True)  # a device downloads with its own token
         except MarketplaceError as exc:
             return error_from(exc, {"WWW-Authenticate": "Bearer"})
         wait = download_rate_wait(rate_limit_ident(request, user))

@@ -1,5 +1,6 @@
-"""Purchase API: the unsigned `purchaseLicense` transaction for the buyer's wallet, the licence a
-mined purchase granted, and who would get what from a sale. The API never holds a buyer's key.
+"""Purchase API: the unsigned `purchaseLicense` (or `purchaseLicenseSeats`) transaction for the
+buyer's wallet, the licence a mined purchase granted, and who would get what from a sale. The API
+never holds a buyer's key.
 
 Amounts are strings of wei digits (a JavaScript client never meets an integer it cannot hold)."""
 
@@ -12,6 +13,7 @@ from rest_framework.views import APIView
 
 from registry.chain import PERPETUAL
 from royalties.services import (
+    MAX_SEATS_PER_PURCHASE,
     PurchaseFailed,
     PurchaseNotFound,
     purchase_confirm,
@@ -45,16 +47,28 @@ def _unless_perpetual(expiry: int) -> int | None:
     return None if expiry >= PERPETUAL else expiry
 
 
-class PurchaseTransactionView(APIView):
-    """`GET /api/v1/models/<vendor>/<model>/purchase?licensee=0x…`: the unsigned `purchaseLicense`
-    transaction for the buyer's wallet (to, data, value, chain id), the royalty split, the expiry.
-    The API never holds a buyer's key. Without `licensee`, your first linked wallet."""
+def _seats(raw: str | None) -> int | None:
+    """`?seats=N`: 1 to MAX_SEATS_PER_PURCHASE (the contract's bound), or None when not given."""
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5 and 1 <= int(raw) <= MAX_SEATS_PER_PURCHASE):
+        raise InvalidInput(f"seats is a whole number from 1 to {MAX_SEATS_PER_PURCHASE}", code="invalid_seats")
+    return int(raw)
 
-    error_statuses = (409, 503)  # not_listed, already_licensed; the chain does not answer
+
+class PurchaseTransactionView(APIView):
+    """`GET /api/v1/models/<vendor>/<model>/purchase?licensee=0x…&seats=N`: the unsigned purchase
+    transaction for the buyer's wallet (to, data, value, chain id), the royalty split of the total,
+    the expiry and the seats. The API never holds a buyer's key. Without `licensee`, your first
+    linked wallet; without `seats`, one seat (and a perpetual licence already held is a conflict:
+    say `seats` to add seats to it)."""
+
+    error_statuses = (400, 409, 503)  # invalid_seats; not_listed, already_licensed, seats_below_held; the chain does not answer
 
     class FilterSerializer(serializers.Serializer):
         licensee = serializers.RegexField(r"^0x[0-9a-fA-F]{40}$", required=False)
         max_price_wei = serializers.RegexField(r"^[0-9]{1,78}$", required=False)
+        seats = serializers.CharField(required=False, help_text=f"seats to buy, 1 to {MAX_SEATS_PER_PURCHASE} (default 1)")
 
     class OutputSerializer(serializers.Serializer):
         class TransactionSerializer(serializers.Serializer):
@@ -67,7 +81,11 @@ class PurchaseTransactionView(APIView):
         model_id = serializers.CharField()
         licensee = serializers.CharField()
         transaction = TransactionSerializer()
-        price_wei = WeiField()
+        price_wei = WeiField(help_text="the total: the model's price times the seats")
+        unit_price_wei = WeiField(help_text="the model's price for one seat")
+        seats = serializers.IntegerField(help_text="seats bought by this transaction")
+        seats_held = serializers.IntegerField(help_text="seats the licensee holds now (0 without a valid licence)")
+        seats_after = serializers.IntegerField(help_text="seats the licence holds once this is mined")
         max_price_wei = WeiField()
         expires_at = serializers.IntegerField(allow_null=True, help_text="unix time if mined now; null: perpetual")
         perpetual = serializers.BooleanField()
@@ -89,8 +107,12 @@ class PurchaseTransactionView(APIView):
         if not licensee:
             raise InvalidInput("say which wallet gets the licence: ?licensee=0x…", code="licensee_required")
         max_price = query.validated_data.get("max_price_wei")
+        seats = _seats(request.query_params.get("seats"))
         try:
-            tx = purchase_transaction(model_id=found.chain_model_id, licensee=licensee, max_price_wei=int(max_price) if max_price else None)
+            tx = purchase_transaction(
+                model_id=found.chain_model_id, licensee=licensee, max_price_wei=int(max_price) if max_price else None,
+                seats=seats or 1,
+            )
         except LookupError as exc:  # the database says live, the chain has no such model (a reset chain)
             raise Conflict(
                 f"{found.repo_id} is not registered on the chain this marketplace uses; nothing can be bought now",
@@ -98,15 +120,25 @@ class PurchaseTransactionView(APIView):
             ) from exc
         if not tx["listed"]:
             raise Conflict(f"{found.repo_id} is not for sale right now", code="not_listed")
-        if tx["already_perpetual"]:
-            raise Conflict(f"{tx['licensee']} already holds a perpetual licence for {found.repo_id}", code="already_licensed")
-        preview = royalty_preview(model_id=found.chain_model_id)
+        if tx["already_perpetual"] and (seats is None or not tx["adds_to_perpetual"]):
+            more = " (add seats with ?seats=N)" if tx["adds_to_perpetual"] else ""
+            raise Conflict(f"{tx['licensee']} already holds a perpetual licence for {found.repo_id}{more}", code="already_licensed")
+        if tx["seats_below_held"]:
+            raise Conflict(
+                f"{tx['licensee']} holds {tx['seats_held']} seats of {found.repo_id}: a renewal must buy at least as many",
+                code="seats_below_held",
+            )
+        preview = royalty_preview(model_id=found.chain_model_id, price_wei=tx["price_wei"])
         answer = {
             "repo_id": found.repo_id,
             "model_id": found.chain_model_id,
             "licensee": tx["licensee"],
             "transaction": {"to": tx["to"], "data": tx["data"], "value": hex(tx["value"]), "chainId": tx["chain_id"]},
             "price_wei": tx["price_wei"],
+            "unit_price_wei": tx["unit_price_wei"],
+            "seats": tx["seats"],
+            "seats_held": tx["seats_held"],
+            "seats_after": tx["seats_after"],
             "max_price_wei": tx["max_price_wei"],
             "expires_at": _unless_perpetual(tx["expires_at_if_mined_now"]),
             "perpetual": tx["expires_at_if_mined_now"] >= PERPETUAL,
@@ -134,6 +166,7 @@ class PurchaseConfirmView(APIView):
             perpetual = serializers.BooleanField()
             expires_at = Moment(allow_null=True)
             block = serializers.IntegerField(source="observed_block", allow_null=True)
+            seats = serializers.IntegerField(help_text="seats the licence holds after the purchase")
 
         status = serializers.SerializerMethodField()
         confirmed = serializers.BooleanField()

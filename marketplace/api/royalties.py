@@ -161,8 +161,9 @@ class _Echo:
 
 
 class LicensesView(APIView):
-    """`GET /api/v1/royalties/licenses`: licences your wallets hold (expiry, transaction),
-    the ones due for renewal within 30 days, and your purchase history."""
+    """`GET /api/v1/royalties/licenses`: licences your wallets hold (expiry, seats, transaction),
+    the ones due for renewal within 30 days, and your purchase history (each with the seats the
+    licence held after it)."""
 
     permission_classes = [permissions.IsAuthenticated]
 
@@ -178,8 +179,8 @@ class LicensesView(APIView):
                 "licenses": [
                     {
                         "repo_id": repos.get(h.model_id), "model_id": h.model_id, "licensee": h.licensee,
-                        "perpetual": h.perpetual, "expires_at": h.expires_at, "renewal_due": h.renewal_due,
-                        "transaction_hash": h.tx_hash, "purchased_at": h.purchased_at,
+                        "perpetual": h.perpetual, "expires_at": h.expires_at, "seats": h.seats,
+                        "renewal_due": h.renewal_due, "transaction_hash": h.tx_hash, "purchased_at": h.purchased_at,
                     }
                     for h in held
                 ],
@@ -188,7 +189,8 @@ class LicensesView(APIView):
                     {
                         "repo_id": repos.get(e.model_id), "model_id": e.model_id, "licensee": e.licensee, "payer": e.payer,
                         "price": money(int(e.price_wei or 0)), "occurred_at": e.occurred_at, "perpetual": e.perpetual,
-                        "expires_at": e.expires_at, "transaction_hash": e.tx_hash, "block_number": e.block_number,
+                        "expires_at": e.expires_at, "seats": int((e.memo or {}).get("seats", 1)),
+                        "transaction_hash": e.tx_hash, "block_number": e.block_number,
                     }
                     for e in history
                 ],

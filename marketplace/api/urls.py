@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import auth, catalog, chain, provenance, purchases, royalties, tus, vendor
+from . import auth, catalog, chain, devices, provenance, purchases, royalties, tus, vendor
 
 urlpatterns = [
     path("auth/nonce", auth.NonceView.as_view(), name="api-auth-nonce"),
@@ -11,6 +11,12 @@ urlpatterns = [
     path("auth/tokens/<str:prefix>", auth.TokenView.as_view(), name="api-auth-token"),
     path("auth/wallets", auth.WalletsView.as_view(), name="api-auth-wallets"),
     path("auth/checksum/<str:address>", auth.ChecksumView.as_view(), name="api-auth-checksum"),
+    path("devices", devices.DevicesView.as_view(), name="api-devices"),
+    path("devices/challenge", devices.DeviceChallengeView.as_view(), name="api-device-challenge"),
+    path("devices/token", devices.DeviceTokenView.as_view(), name="api-device-token"),
+    path("devices/me", devices.DeviceMeView.as_view(), name="api-device-me"),
+    path("devices/<str:address>", devices.DeviceView.as_view(), name="api-device"),
+    path("devices/<str:address>/inventory", devices.DeviceInventoryView.as_view(), name="api-device-inventory"),
     path("models", catalog.ModelListView.as_view(), name="api-models"),
     path("models/<str:vendor>/<str:model>", catalog.ModelDetailView.as_view(), name="api-model-detail"),
     path("models/<str:vendor>/<str:model>/purchase", purchases.PurchaseTransactionView.as_view(), name="api-model-purchase"),

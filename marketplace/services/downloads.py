@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from django.db.models import F
 from django.utils import timezone
 
+from fleet.errors import FleetError
+from fleet.models import Device, DeviceToken
+from fleet.services import seat_ensure
 from registry.caching import LocalCache
 from royalties.services import LicenseCheckUnavailable, license_check, license_mirror_hit
 from telemetry import metrics
@@ -22,6 +25,7 @@ from ..models import ApiToken, Artifact, Download, Version
 class DownloadGrant:
     wallet: str
     source: str  # "owner", "mirror", "chain" or "unconfirmed" (a purchase not yet CONFIRMATIONS deep)
+    seats: int = 0  # the granting licence's seats (what an unconfirmed, unmirrored licence holds)
 
 
 @dataclass(frozen=True)
@@ -39,15 +43,21 @@ _grants = LocalCache("licence-grants")
 
 
 def download_start(
-    *, user, token: ApiToken | None, vendor_slug: str, model_slug: str, revision: str, path: str, method: str
+    *, user, token: ApiToken | DeviceToken | None, vendor_slug: str, model_slug: str, revision: str, path: str, method: str
 ) -> DownloadStart:
     """Find the file `<vendor>/<model>` names at `revision` and `path`, and allow its download.
 
     Raises NotFound (RepoNotFound, RevisionNotFound, EntryNotFound), Gone (VersionRevoked: the
-    vendor revoked that version), NotAuthenticated/Forbidden (GatedRepo) or Unavailable (the
-    licence cannot be checked). Every GET is recorded, refused or not; a HEAD is not (fleets
-    poll with it, and a warm HEAD makes no database query)."""
-    record = dict(user=user, token=token, repo_id=f"{vendor_slug}/{model_slug}", revision=revision, path=path, method=method)
+    vendor revoked that version), NotAuthenticated/Forbidden (GatedRepo; seat_limit for an edge
+    device past its owner's seats) or Unavailable (the licence cannot be checked). Every GET is
+    recorded, refused or not, with the device whose token asked; a HEAD is not (fleets poll with
+    it, and a warm HEAD makes no database query)."""
+    device = token.device if isinstance(token, DeviceToken) else None
+    api_token = token if isinstance(token, ApiToken) else None
+    record = dict(
+        user=user, token=api_token, device=device, repo_id=f"{vendor_slug}/{model_slug}", revision=revision, path=path,
+        method=method,
+    )
     version = artifact = None
     try:
         artifact = selectors.artifact_for_download(vendor_slug=vendor_slug, model_slug=model_slug, revision=revision, path=path)
@@ -63,6 +73,8 @@ def download_start(
                 code="VersionRevoked", headers={"X-Repo-Commit": version.commit_sha},
             )
         grant = download_authorize(user=user, version=version)
+        if device is not None:
+            device_seat(device=device, user=user, model=version.model, grant=grant, take=method == "GET")
     except MarketplaceError as exc:
         if method == "GET":
             download_record(**record, version=version, artifact=artifact, status_code=exc.status, error_code=exc.code)
@@ -112,6 +124,23 @@ def download_authorize(*, user, version: Version) -> DownloadGrant:
     return grant
 
 
+def device_seat(*, device: Device, user, model, grant: DownloadGrant, take: bool) -> None:
+    """An edge device downloads on one of its owner's seats for the model (fleet/services.py
+    `seat_ensure`: the first GET takes it, a HEAD only checks one could be taken). The vendor's
+    own devices need none. A licence seen at the latest block only (not mirrored) counts with its
+    own seats until the mirror has it. Forbidden `seat_limit` past the seats held."""
+    if grant.source == "owner":
+        return
+    try:
+        seat_ensure(
+            device=device, model_id=model.chain_model_id, repo_id=model.repo_id,
+            licensees=selectors.wallet_addresses(user=user), take=take,
+            minimum_held=max(grant.seats, 1) if grant.source == "unconfirmed" else 0,
+        )
+    except FleetError as exc:
+        raise Forbidden(exc.message, code=exc.code, status=exc.status) from exc
+
+
 def _authorize(user, model) -> tuple[DownloadGrant, float | None]:
     if model.vendor.user_id == user.pk:
         metrics.LICENCE_CHECKS.labels(source="owner", result="held").inc()
@@ -132,7 +161,8 @@ def _authorize(user, model) -> tuple[DownloadGrant, float | None]:
             f"none of your wallets holds a licence for {model.repo_id}; buy one (purchaseLicense) and retry",
             code="GatedRepo",
         )
-    return DownloadGrant(mirrored.licensee or "", mirrored.source), mirrored.grant_seconds(timezone.now())
+    grant = DownloadGrant(mirrored.licensee or "", mirrored.source, mirrored.seats)
+    return grant, mirrored.grant_seconds(timezone.now())
 
 
 def download_record(
@@ -140,6 +170,7 @@ def download_record(
     user,
     token: ApiToken | None,
     repo_id: str,
+    device: Device | None = None,
     revision: str,
     path: str,
     method: str,
@@ -154,6 +185,7 @@ def download_record(
     return Download.objects.create(
         user=user if user is not None and user.is_authenticated else None,
         token=token,
+        device=device,
         wallet=grant.wallet if grant else "",
         version=version,
         artifact=artifact,

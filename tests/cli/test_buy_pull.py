@@ -29,6 +29,17 @@ def test_buy_then_pull_downloads_and_verifies(chain, marketplace_cli, live_serve
     assert f"licence: acme/tiny ({model_id}) for {buyer}, perpetual" in bought.out
     assert chain_module.registry_contract().functions.licenseExpiry(to_bytes32(model_id), buyer).call() == PERPETUAL
 
+    # seats for a fleet: three more on the perpetual licence, at three times the price
+    zero = marketplace_cli.run("buy", "acme/tiny", "--seats", "0", "--yes", "--rpc", chain.rpc_url, key=buyer_key)
+    assert zero.code == 2 and "--seats is a whole number from 1 to 10000" in zero.err
+    seats = marketplace_cli.run("buy", "acme/tiny", "--seats", "3", "--yes", "--rpc", chain.rpc_url, key=buyer_key)
+    assert seats.code == 0, seats.text
+    assert "3000000000000000 wei = 0.003 ETH (3 seats x 1000000000000000 wei)" in seats.out
+    assert "seats     4 after this purchase (1 held now)" in seats.out
+    assert f"licence: acme/tiny ({model_id}) for {buyer}, perpetual, 4 seats" in seats.out
+    assert chain_module.registry_contract().functions.licenseOf(to_bytes32(model_id), buyer).call() == [PERPETUAL, 4]
+    assert License.objects.get(licensee=buyer).seats == 4
+
     target = tmp_path / "pulled"
     pulled = marketplace_cli.run("pull", "acme/tiny", "--dir", str(target), "--rpc", chain.rpc_url)
     assert pulled.code == 0, pulled.text

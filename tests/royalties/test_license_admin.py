@@ -20,6 +20,7 @@ def form(licence: License, **changes) -> dict:
         "licensee": licence.licensee,
         "expires_at_0": expires_at.strftime("%Y-%m-%d") if expires_at else "",
         "expires_at_1": expires_at.strftime("%H:%M:%S") if expires_at else "",
+        "seats": str(changes.get("seats", licence.seats)),
         "source": licence.source,
         "observed_block": "",
     }

@@ -1,5 +1,6 @@
-"""`hallmark buy vendor/name`: show the price and royalty split, then pay `purchaseLicense` from
-the buyer's own key through an RPC node (the marketplace never holds the key) and report the licence."""
+"""`hallmark buy vendor/name [--seats N]`: show the price (times the seats) and royalty split, then
+pay `purchaseLicense` (`purchaseLicenseSeats` for several seats) from the buyer's own key through an
+RPC node (the marketplace never holds the key) and report the licence and the seats it holds."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from web3.types import TxParams
 
 POLL_SECONDS = 0.5
+MAX_SEATS = 10_000  # the contract's MAX_SEATS_PER_PURCHASE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,8 +32,14 @@ def run(args: argparse.Namespace) -> int:
         raise usage("the purchase is sent from your key through an Ethereum node: pass --rpc URL or set HALLMARK_RPC_URL")
     account = load_account(args.keystore)
     client = api(args)
+    seats = getattr(args, "seats", None)
+    if seats is not None and not 1 <= seats <= MAX_SEATS:
+        raise usage(f"--seats is a whole number from 1 to {MAX_SEATS}")
     licensee = to_checksum_address(args.licensee) if args.licensee else account.address
-    offer = client.get(f"/api/v1/models/{vendor_slug}/{slug}/purchase", params={"licensee": licensee})
+    params: dict[str, str | int] = {"licensee": licensee}
+    if seats is not None:
+        params["seats"] = seats
+    offer = client.get(f"/api/v1/models/{vendor_slug}/{slug}/purchase", params=params)
     _show(offer, account)
     if not args.yes and not confirm(f"pay {eth(offer['price_wei'])} ETH from {account.address}?"):
         raise CommandError("nothing was bought")
@@ -48,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(POLL_SECONDS)
     for licence in answer["licenses"]:
         expiry = "perpetual" if licence["perpetual"] else _when(licence["expires_at"])
-        say(f"licence: {offer['repo_id']} ({licence['model_id']}) for {licence['licensee']}, {expiry}, block {licence['block']}")
+        held = licence.get("seats", 1)
+        say(
+            f"licence: {offer['repo_id']} ({licence['model_id']}) for {licence['licensee']}, {expiry}, "
+            f"{held} seat{'s' if held != 1 else ''}, block {licence['block']}"
+        )
     return 0
 
 
@@ -68,7 +80,13 @@ def _when(value: int | float | str | None) -> str:
 
 def _show(offer: dict, account: LocalAccount) -> None:
     say(f"{offer['repo_id']}  (model {offer['model_id']})")
-    say(f"  price     {offer['price_wei']} wei = {eth(offer['price_wei'])} ETH")
+    seats = int(offer.get("seats", 1))
+    if seats == 1:
+        say(f"  price     {offer['price_wei']} wei = {eth(offer['price_wei'])} ETH")
+    else:
+        say(f"  price     {offer['price_wei']} wei = {eth(offer['price_wei'])} ETH ({seats} seats x {offer['unit_price_wei']} wei)")
+    if "seats_after" in offer:
+        say(f"  seats     {offer['seats_after']} after this purchase ({offer['seats_held']} held now)")
     say(f"  licensee  {offer['licensee']}" + ("" if offer["licensee"] == account.address else f" (paid by {account.address})"))
     say(f"  licence   {'perpetual' if offer['perpetual'] else _when(offer['expires_at'])}")
     say("  royalties")
