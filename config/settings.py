@@ -133,6 +133,11 @@ INSPECTION_MEMORY_LIMIT = env.int("INSPECTION_MEMORY_LIMIT", default=2 * 1024**3
 INSPECTION_CPU_SECONDS = env.int("INSPECTION_CPU_SECONDS", default=60)
 INSPECTION_WALL_SECONDS = env.int("INSPECTION_WALL_SECONDS", default=120)
 INSPECTION_MAX_ATTEMPTS = env.int("INSPECTION_MAX_ATTEMPTS", default=3)
+# Segment size of the per-segment digests computed for each new version (hallmark.segments; the
+# size is part of what the vendor signs, so changing it affects new versions only).
+VERSION_SEGMENT_SIZE = env.int("VERSION_SEGMENT_SIZE", default=16 * 1024**2)
+if not 1024**2 <= VERSION_SEGMENT_SIZE <= 1024**3:
+    raise environ.ImproperlyConfigured("VERSION_SEGMENT_SIZE must be from 1 MiB to 1 GiB (bytes)")
 
 # --- jobs (Celery) -------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

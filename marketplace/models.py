@@ -223,7 +223,7 @@ class Version(TimeStamped):
 
 
 class Artifact(TimeStamped):
-    """One file of a version, as stored: relative path, size, SHA-256, inspection facts."""
+    """One file of a version, as stored: relative path, size, SHA-256, segment digests, inspection facts."""
 
     version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="artifacts")
     path = models.CharField(max_length=1024)
@@ -232,6 +232,11 @@ class Artifact(TimeStamped):
     sha256 = models.CharField(max_length=64, blank=True)
     file_format = models.CharField(max_length=32, blank=True)
     inspection = models.JSONField(null=True, blank=True)
+    segment_digests = models.JSONField(
+        default=list, blank=True,
+        help_text="SHA-256 (hex) of each segment of the file (the size in its version's metadata `segments`); "
+                  "empty for a version hashed before segments existed",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "path"], name="artifact_unique_version_path")]

@@ -14,10 +14,17 @@ Example (what `marketplace.services.version_hash_and_inspect` does):
 
     results = files_hash_and_inspect([("/tmp/x/model.gguf", "model.gguf")], limits=Limits.for_bytes(size))
     results[0].sha256, results[0].facts  # or InspectionAborted (code "malformed_file") if the child died
+    results[0].segments  # the SHA-256 of each `segment_size` bytes (hallmark.segments), same read
+
+The per-segment digests come from the same read as the file's SHA-256 (`SegmentHasher`): the
+whole-file digest runs on a second thread beside them, so a large file costs two cores rather
+than twice the time. The parent checks that each file has exactly as many segment digests as its
+size implies (a file of 64 GiB in 16 MiB segments: 4096, about 270 KB of JSON).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -28,12 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hallmark.segments import MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SEGMENT_SIZE, SegmentHasher, segment_count
+
 from .inspection import InspectionError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 HASH_RATE_FLOOR = 50 * 1024 * 1024  # bytes/s: the slowest hashing we budget for (SHA-256 runs at 0.5-2 GB/s)
 EXIT_OUT_OF_MEMORY = 3
 MiB = 1024 * 1024
+HASH_BLOCK_SIZE = 8 * MiB  # as hallmark.manifest: large reads keep hashlib at OpenSSL speed
+_HEX = frozenset("0123456789abcdef")
 
 DEFAULT_MEMORY_LIMIT = 2 * 1024 * MiB
 DEFAULT_CPU_SECONDS = 60
@@ -76,13 +87,15 @@ class InspectionAborted(InspectionError):
 
 @dataclass(frozen=True)
 class FileResult:
-    """One file as the child saw it: digest and size, and its facts or the InspectionError it gave."""
+    """One file as the child saw it: digest, size and segment digests (hallmark.segments), and its
+    facts or the InspectionError it gave."""
 
     name: str
     sha256: str
     size: int
     facts: dict[str, Any] | None = None
     error: InspectionError | None = None
+    segments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,15 +164,19 @@ def run_limited(argv: list[str], stdin: bytes, limits: Limits) -> ChildRun:
     return ChildRun(child.returncode, stdout, stderr, False)
 
 
-def files_hash_and_inspect(files: list[tuple[str, str]], *, limits: Limits) -> list[FileResult]:
-    """SHA-256, size and inspection facts of each `(local path, name in the version)`, in order.
+def files_hash_and_inspect(files: list[tuple[str, str]], *, limits: Limits, segment_size: int = SEGMENT_SIZE) -> list[FileResult]:
+    """SHA-256, size, segment digests (of `segment_size` bytes each) and inspection facts of each
+    `(local path, name in the version)`, in order.
 
     A file the parsers refuse comes back with its `error`; a child that dies (a limit hit, a
     crash, an exception) raises InspectionAborted (code `malformed_file`) naming the file it was on.
     """
-    request = json.dumps({"files": [{"path": str(path), "name": name} for path, name in files]}).encode()
+    if not MIN_SEGMENT_SIZE <= segment_size <= MAX_SEGMENT_SIZE:
+        raise ValueError(f"segment_size must be from {MIN_SEGMENT_SIZE} to {MAX_SEGMENT_SIZE} bytes")
+    request = json.dumps({"files": [{"path": str(path), "name": name} for path, name in files], "segment_size": segment_size}).encode()
     run = run_limited([sys.executable, "-m", "registry.sandbox"], request, limits)
     hashed: dict[str, tuple[str, int]] = {}
+    segmented: dict[str, list[str]] = {}
     inspected: dict[str, dict[str, Any]] = {}
     current = ", ".join(name for _, name in files)  # hashing runs on all files at once
     finished = False
@@ -171,6 +188,8 @@ def files_hash_and_inspect(files: list[tuple[str, str]], *, limits: Limits) -> l
         kind = event.get("event")
         if kind == "hashed":
             hashed.update({name: (sha, size) for name, sha, size in event["digests"]})
+        elif kind == "segments":
+            segmented[event["name"]] = event["digests"]
         elif kind == "inspecting":
             current = event["name"]
         elif kind == "inspected":
@@ -186,11 +205,24 @@ def files_hash_and_inspect(files: list[tuple[str, str]], *, limits: Limits) -> l
             results.append(FileResult(
                 name, sha, size, facts=event.get("facts"),
                 error=InspectionError(name, error["message"].removeprefix(f"{name}: "), code=error["code"]) if error else None,
+                segments=_checked_segments(name, segmented.get(name), size, segment_size),
             ))
         return results
     raise InspectionAborted(
         current, _death_reason(run, limits) + "; check that the file is a valid model file, then upload it in a new version", hashed
     )
+
+
+def _checked_segments(name: str, digests: object, size: int, segment_size: int) -> tuple[str, ...]:
+    """The child's segment digests of `name`, once there are exactly as many as its size implies
+    and each is 64 lowercase hex characters: what the parent stores is bounded by the file's size."""
+    if (
+        not isinstance(digests, list)
+        or len(digests) != segment_count(size, segment_size)
+        or not all(isinstance(d, str) and len(d) == 64 and set(d) <= _HEX for d in digests)
+    ):
+        raise InspectionError(name, "the hashing process returned malformed segment digests for it", code="inspection_failed")
+    return tuple(digests)
 
 
 def _death_reason(run: ChildRun, limits: Limits) -> str:
@@ -216,16 +248,48 @@ def _emit(**event: Any) -> None:
     sys.stdout.flush()
 
 
-def _child_main() -> int:
-    from hallmark.manifest import sha256_files
+def hash_file_segments(path: str | os.PathLike[str], segment_size: int) -> tuple[str, int, list[str]]:
+    """SHA-256, size and segment digests of a file in one read, in constant memory (one block).
 
+    The whole-file digest runs on a helper thread while this one computes the segments' (hashlib
+    releases the GIL on large buffers): two cores instead of twice the time for one large file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    whole = hashlib.sha256()
+    segments = SegmentHasher(segment_size=segment_size, whole_file=False)
+    buffer = bytearray(HASH_BLOCK_SIZE)
+    with open(path, "rb", buffering=0) as stream, ThreadPoolExecutor(max_workers=1) as helper:
+        while n := stream.readinto(buffer):
+            view = memoryview(buffer)[:n]
+            pending = helper.submit(whole.update, view)
+            segments.update(view)
+            pending.result()  # the buffer is read again only once both are done with it
+    _, digests = segments.finish()
+    return whole.hexdigest(), segments.size, digests
+
+
+def hash_files_segments(paths: list[str], segment_size: int) -> list[tuple[str, int, list[str]]]:
+    """`hash_file_segments` of several files at once, one thread each; results in the order given."""
+    if len(paths) <= 1:
+        return [hash_file_segments(p, segment_size) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda p: hash_file_segments(p, segment_size), paths))
+
+
+def _child_main() -> int:
     from .inspection import inspect_file
 
     request = json.loads(sys.stdin.buffer.read())
     files = [(entry["path"], entry["name"]) for entry in request["files"]]
+    segment_size = int(request.get("segment_size", SEGMENT_SIZE))
     try:
-        digests = sha256_files([path for path, _ in files])  # one thread per file, constant memory
-        _emit(event="hashed", digests=[[name, sha, size] for (_, name), (sha, size) in zip(files, digests, strict=True)])
+        # one read per file gives its SHA-256 and its segment digests; constant memory
+        hashed = hash_files_segments([path for path, _ in files], segment_size)
+        _emit(event="hashed", digests=[[name, sha, size] for (_, name), (sha, size, _) in zip(files, hashed, strict=True)])
+        for (_, name), (_, _, digests) in zip(files, hashed, strict=True):
+            _emit(event="segments", name=name, digests=digests)
         for path, name in files:
             _emit(event="inspecting", name=name)
             try:

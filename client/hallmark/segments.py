@@ -49,6 +49,9 @@ class SegmentHasher:
     segment_size: int = SEGMENT_SIZE
     digests: list[str] = field(default_factory=list)
     size: int = 0
+    # False when the caller hashes the whole file elsewhere (the server's sandbox does it on a
+    # second thread, so one large file costs two cores rather than twice the time)
+    whole_file: bool = True
 
     def __post_init__(self) -> None:
         self._whole = hashlib.sha256()
@@ -57,7 +60,8 @@ class SegmentHasher:
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
-        self._whole.update(view)
+        if self.whole_file:
+            self._whole.update(view)
         self.size += len(view)
         while len(view):
             take = min(len(view), self.segment_size - self._filled)
@@ -70,12 +74,12 @@ class SegmentHasher:
                 self._filled = 0
 
     def finish(self) -> tuple[str, list[str]]:
-        """The file's SHA-256 and its segment digests (the last segment may be short)."""
+        """The file's SHA-256 ("" without `whole_file`) and its segment digests (the last segment may be short)."""
         if self._filled:
             self.digests.append(self._segment.hexdigest())
             self._segment = hashlib.sha256()
             self._filled = 0
-        return self._whole.hexdigest(), list(self.digests)
+        return (self._whole.hexdigest() if self.whole_file else ""), list(self.digests)
 
 
 def segment_document(files: Mapping[str, Sequence[str]], segment_size: int = SEGMENT_SIZE) -> dict[str, Any]:

@@ -1,6 +1,9 @@
-"""Public catalog API (/api/v1/models...): search the live models, and one model in full."""
+"""Public catalog API (/api/v1/models...): search the live models, one model in full, and the
+segment digests of one of its versions."""
 
 from __future__ import annotations
+
+import logging
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
@@ -8,9 +11,18 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hallmark.segments import segment_document, segment_document_digest
+
 from .. import selectors
-from ..models import Model
+from ..errors import NotFound
+from ..models import Model, Version
 from .serializers import BlankAsNull, ModelSerializer, Moment, RegistryAddressField, TermsSerializer, VersionSerializer
+
+logger = logging.getLogger(__name__)
+
+# a version never changes once live: caches may keep its segment document forever
+IMMUTABLE = "public, max-age=31536000, immutable"
+MAX_VERSION_NUMBER = 2**31 - 1  # the column's range: a larger number names no version
 
 
 class CatalogPagination(PageNumberPagination):
@@ -141,3 +153,50 @@ class ModelDetailView(APIView):
     def get(self, request, vendor, model):
         found = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
         return Response(self.OutputSerializer(found).data)
+
+
+class VersionSegmentsView(APIView):
+    """`GET /api/v1/models/<vendor>/<model>/versions/<number>/segments`: the SHA-256 of each
+    segment of each file of a live version, the document its signed metadata commits to
+    (`metadata.segments`: segment size and the document's digest). Public like the model detail
+    that lists the version; a version hashed before segments existed (or published outside
+    Hallmark) answers 404 `segments_unavailable`, and its files are checked whole."""
+
+    class OutputSerializer(serializers.Serializer):
+        version = serializers.IntegerField(help_text="format of the document (1)")
+        segment_size = serializers.IntegerField(help_text="bytes per segment; a file's last segment may be shorter")
+        files = serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField(min_length=64, max_length=64)),
+            help_text="path -> hex SHA-256 of each segment, in order (an empty file has none)",
+        )
+
+    def get(self, request, vendor, model, number):
+        found = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+        version = selectors.live_versions(model=found).filter(number=number).first() if number <= MAX_VERSION_NUMBER else None
+        if version is None:
+            raise NotFound(f"revision 'v{number}' not found in {found.repo_id}", code="RevisionNotFound")
+        document = version_segment_document(version)
+        response = Response(document)
+        response["Cache-Control"] = IMMUTABLE
+        response["ETag"] = f'"{version.metadata["segments"]["sha256"]}"'
+        return response
+
+
+def version_segment_document(version: Version) -> dict:
+    """The segment document of `version` over the files its signed manifest names, once it is the
+    one the signed metadata commits to; NotFound (`segments_unavailable`) otherwise: never a
+    document a client would have to refuse."""
+    committed = (version.metadata or {}).get("segments")
+    unavailable = NotFound(
+        f"{version.model.repo_id} v{version.number} has no segment digests (published before they existed, or "
+        "outside Hallmark): check each file whole against its SHA-256",
+        code="segments_unavailable",
+    )
+    if not isinstance(committed, dict) or not isinstance(committed.get("size"), int):
+        raise unavailable
+    files = {a.path: a.segment_digests for a in selectors.version_files(version=version)}
+    document = segment_document(files, committed.get("size"))
+    if segment_document_digest(document) != committed.get("sha256"):
+        logger.error("segment digests of %s v%s differ from the ones its metadata commits to", version.model.repo_id, version.number)
+        raise unavailable
+    return document

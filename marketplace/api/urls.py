@@ -19,6 +19,11 @@ urlpatterns = [
     path("devices/<str:address>/inventory", devices.DeviceInventoryView.as_view(), name="api-device-inventory"),
     path("models", catalog.ModelListView.as_view(), name="api-models"),
     path("models/<str:vendor>/<str:model>", catalog.ModelDetailView.as_view(), name="api-model-detail"),
+    path(
+        "models/<str:vendor>/<str:model>/versions/<int:number>/segments",
+        catalog.VersionSegmentsView.as_view(),
+        name="api-model-version-segments",
+    ),
     path("models/<str:vendor>/<str:model>/purchase", purchases.PurchaseTransactionView.as_view(), name="api-model-purchase"),
     path("models/<str:vendor>/<str:model>/royalties", purchases.RoyaltyPreviewView.as_view(), name="api-model-royalties"),
     path("purchases", purchases.PurchaseConfirmView.as_view(), name="api-purchases"),

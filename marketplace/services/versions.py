@@ -23,6 +23,7 @@ from hallmark.manifest import (
     root_digest,
     validate_relative_path,
 )
+from hallmark.segments import MAX_SEGMENTS, metadata_entry, segment_document
 from registry import chain
 from registry.inspection import MAX_PARAMETERS, InspectionError, file_kind
 from registry.models import ChainTransaction
@@ -133,6 +134,8 @@ def _version_hash_and_inspect(version_id: int) -> Version:
         return version_inspection_abandon(version_id=version.pk)
     files: list[FileDigest] = []
     facts: dict[str, dict] = {}
+    segments: dict[str, list[str]] = {}
+    segment_size = settings.VERSION_SEGMENT_SIZE
     artifacts = list(version.artifacts.order_by("path"))
     try:
         with ExitStack() as stack:
@@ -141,7 +144,8 @@ def _version_hash_and_inspect(version_id: int) -> Version:
             paths = [stack.enter_context(local_copy(a.storage_name)) for a in artifacts]
             limits = inspection_limits(total_bytes=sum(os.path.getsize(p) for p in paths))
             try:
-                results = {r.name: r for r in files_hash_and_inspect(list(zip(paths, [a.path for a in artifacts], strict=True)), limits=limits)}
+                named = list(zip(paths, [a.path for a in artifacts], strict=True))
+                results = {r.name: r for r in files_hash_and_inspect(named, limits=limits, segment_size=segment_size)}
                 died = None
             except InspectionAborted as exc:  # the child died: what it hashed before still counts
                 results = {name: FileResult(name, sha, size) for name, (sha, size) in exc.hashed.items()}
@@ -165,12 +169,17 @@ def _version_hash_and_inspect(version_id: int) -> Version:
                 if result.facts is None:
                     raise died or InspectionError(artifact.path, "the inspector returned nothing for it")
                 facts[artifact.path] = result.facts
+                segments[artifact.path] = list(result.segments)
                 Artifact.objects.filter(pk=artifact.pk).update(
-                    sha256=sha, size=size, file_format=facts[artifact.path]["format"], inspection=facts[artifact.path]
+                    sha256=sha, size=size, file_format=facts[artifact.path]["format"], inspection=facts[artifact.path],
+                    segment_digests=segments[artifact.path],
                 )
                 files.append(FileDigest(artifact.path, sha, size))
         model = version.model
         metadata = _version_metadata(model, files, facts)
+        if sum(len(d) for d in segments.values()) <= MAX_SEGMENTS:  # more than a client accepts: whole-file checks only
+            # committed before the digest is taken: the vendor's signature covers the document
+            metadata["segments"] = metadata_entry(segment_document(segments, segment_size))
     except InspectionError as exc:
         return version_mark_rejected(version_id=version.pk, code=exc.code, message=str(exc))
 

@@ -11,6 +11,7 @@ import argparse
 import functools
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -21,7 +22,8 @@ from ..console import CommandError, say, usage
 from ..eip712 import bytes32_hex, compute_model_id, sign_typed_data
 from ..errors import ProvenanceError
 from ..keys import load_account
-from ..manifest import FileDigest, canonical_json, hash_directory, metadata_digest, root_digest
+from ..manifest import HASH_BLOCK_SIZE, FileDigest, canonical_json, hash_directory, metadata_digest, root_digest
+from ..segments import MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SegmentHasher, metadata_entry, segment_document
 from ..upload import upload_file
 from .common import STATE_FOLDERS, api, repo_id
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     for _attempt in range(3):
         if version["status"] != "awaiting_signature":
             break
-        _check_before_signing(version, files, root, model, account, slug)
+        _check_before_signing(version, files, root, model, account, slug, folder)
         signature = sign_typed_data(version["typed_data"], account.key)
         try:
             version = client.post(f"{base}/{version['id']}/signature", json={"signature": signature})
@@ -176,7 +178,9 @@ def _wait(client: Api, base: str, version: dict, waiting: set[str], deadline: fl
     return version
 
 
-def _check_before_signing(version: dict, files: list[FileDigest], root: str, model: dict, account: LocalAccount, slug: str) -> None:
+def _check_before_signing(
+    version: dict, files: list[FileDigest], root: str, model: dict, account: LocalAccount, slug: str, folder: Path
+) -> None:
     """Refuse to sign anything but exactly the files hashed here, for this model."""
     typed = version.get("typed_data") or {}
     message = typed.get("message") or {}
@@ -203,3 +207,28 @@ def _check_before_signing(version: dict, files: list[FileDigest], root: str, mod
     listed = sorted((f.get("path"), f.get("sha256"), f.get("size")) for f in metadata.get("files", []))
     if listed != sorted((f.name, f.sha256, f.size) for f in files):
         raise refuse("the signed file list (names, digests, sizes) differs from the files here")
+    committed = metadata.get("segments")
+    if committed is not None and metadata_entry(_segment_document(folder, files, committed, refuse)) != committed:
+        raise refuse("the signed segment digests (metadata `segments`) are not those of the files here")
+
+
+def _segment_document(folder: Path, files: list[FileDigest], committed: object, refuse: Callable[[str], CommandError]) -> dict:
+    """The segment document of the files here, in the segment size the metadata names: the
+    signature commits to it, so it is computed here rather than taken from the server (a second
+    read of the files, once, before signing; a file changed since the first is refused)."""
+    size = committed.get("size") if isinstance(committed, dict) else None
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SEGMENT_SIZE <= size <= MAX_SEGMENT_SIZE:
+        raise refuse(f"the metadata's `segments` entry is malformed (segment size {str(size)[:40]})")
+    say(f"hashing {folder} in segments of {size // 1024**2} MiB (the signed metadata commits to them) …")
+    digests: dict[str, list[str]] = {}
+    buffer = bytearray(HASH_BLOCK_SIZE)
+    view = memoryview(buffer)
+    for f in files:
+        hasher = SegmentHasher(segment_size=size)
+        with open(folder / f.name, "rb", buffering=0) as stream:
+            while n := stream.readinto(buffer):
+                hasher.update(view[:n])
+        whole, digests[f.name] = hasher.finish()
+        if whole != f.sha256:
+            raise refuse(f"{f.name} changed since it was hashed here")
+    return segment_document(digests, size)
