@@ -4,6 +4,7 @@
     hallmark publish DIR --model vendor/name [--no-wait]   hash, upload, sign and publish a version
     hallmark buy     vendor/name [--licensee 0x…] [--yes]  pay for a licence from your own key
     hallmark pull    vendor/name [--revision v3] [--dir D] download, then verify against the chain
+    hallmark pull    --clean DIR                           remove what an interrupted pull left beside DIR
     hallmark verify  DIR MODEL@VERSION --rpc URL --registry 0x…   check files against the chain
     hallmark device  init | register --name NAME | show | report   this device's key and registration
     hallmark watch   [--once] [--interval S] [--update]   check installed models against the chain
@@ -66,10 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify_options.add_argument("--json", action="store_true", help="print the verification as JSON")
 
     pull = sub.add_parser("pull", parents=[marketplace, chain, verify_options], help="download a version and verify it on chain")
-    pull.add_argument("repo", metavar="VENDOR/NAME")
+    pull.add_argument("repo", metavar="VENDOR/NAME", nargs="?")
     pull.add_argument("--revision", default="main", help="main (default), v<N> or a 40-hex commit id")
     pull.add_argument("--dir", metavar="DIR", help="where the files go (default: ./<name>)")
     pull.add_argument("--no-verify", action="store_true", help="skip the check against the chain (not recommended)")
+    pull.add_argument("--workers", type=int, metavar="N", help="parallel connections (default 4, or the number of cores if fewer; at most 32)")
+    pull.add_argument("-v", "--verbose", action="store_true", help="a line per file, retry and resume")
+    pull.add_argument("--clean", metavar="DIR", help="remove the partial data an interrupted pull into DIR left, and exit")
 
     verify = sub.add_parser("verify", parents=[marketplace, chain, verify_options], help="check files against the chain")
     verify.add_argument("directory", metavar="DIR")
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--update", action="store_true", help="install a newer version once it verifies on chain")
     watch.add_argument("--verify-files", action="store_true", help="re-hash every file (default: only files whose size or mtime changed)")
     watch.add_argument("--json", action="store_true", help="print each poll as JSON")
+
     return parser
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -103,6 +103,7 @@ def verify_directory(
     from_block: int = 0,
     timeout: float = 10.0,
     exclude: Iterable[str] = (),
+    hashed: Sequence[FileDigest] | None = None,
 ) -> Verification:
     """Check the files in `directory` are exactly version `version` of `model_id` as signed on chain.
 
@@ -111,6 +112,8 @@ def verify_directory(
     is authenticated too, so a renamed file is caught and a mismatch is explained file by file.
     A `manifest` alone authenticates digests (through the root) but not names.
     `exclude` leaves tool state folders out of the hashed files (see `hash_directory`).
+    `hashed`: the digests of exactly the files in `directory`, when the caller computed them as it
+    wrote them (`hallmark pull` hashes every byte as it arrives): the folder is not read again.
     """
     import requests
     from web3.exceptions import Web3Exception
@@ -120,7 +123,7 @@ def verify_directory(
     raw_id = _model_id_bytes(model_id)
     model_hex = hex0x(raw_id)
     result = Verification(Outcome.VERIFIED, "", model_hex, int(version))
-    local = hash_directory(directory, exclude=exclude)
+    local = list(hashed) if hashed is not None else hash_directory(directory, exclude=exclude)
     result.local_root = root_digest(local) if local else None
 
     try:

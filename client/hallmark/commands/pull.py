@@ -1,76 +1,180 @@
-"""`hallmark pull vendor/name`: download a version with huggingface_hub (resume and cache are
-its own), save what the marketplace says about it in DIR/.hallmark/version.json, then verify the
-files against the chain and exit with the verification's exit code. A verified pull is recorded in
-the device's inventory (`hallmark watch` checks it from then on); a device registered with the
-marketplace downloads with its own short-lived device token."""
+"""`hallmark pull vendor/name`: download a version with hallmark's own downloader
+(`hallmark.fetch`: ranged, parallel, checked segment by segment, resumable across restarts),
+save what the marketplace says about it in DIR/.hallmark/version.json, verify the files against
+the chain, and only then put them in DIR (the previous DIR stays untouched until the version
+verifies). Exit with the verification's exit code. A verified pull is recorded in the device's
+inventory (`hallmark watch` checks it from then on); a device registered with the marketplace
+downloads with its own short-lived device token."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from .. import config, device, inventory
+from .. import config, fetch, inventory
 from ..api import Api, ApiError
 from ..console import CommandError, say, usage, warn
+from ..errors import ProvenanceError
 from ..manifest import FileDigest, hash_directory, root_digest
-from . import verify
+from ..segments import SEGMENT_SIZE, SegmentDocumentError, check_document
 from .common import STATE_FOLDERS, endpoint, repo_id
+
+MAX_WORKERS = 32
+SAVED = Path(".hallmark") / "version.json"  # = commands.verify.SAVED, imported only for the chain check
+CHAIN_UNAVAILABLE = 7  # = verify.Outcome.CHAIN_UNAVAILABLE
+DEVICE_FILE = "device.json"  # = device.DEVICE_FILE: no registration, no need to load eth-account (a third of a second)
+
+
+def _device_token(url: str) -> tuple[str | None, str | None]:
+    """The device token and address when this device is registered with `url`."""
+    if not (config.config_dir() / DEVICE_FILE).exists():
+        return None, None
+    from .. import device
+
+    token = device.device_token(url)
+    return token, (device.state().get("address") if token else None)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "clean", None):
+        return _clean(args)
+    if not args.repo:
+        raise usage("which model? hallmark pull VENDOR/NAME (or --clean DIR)")
     vendor_slug, slug = repo_id(args.repo)
     repo = f"{vendor_slug}/{slug}"
+    workers = fetch._DEFAULT_WORKERS if getattr(args, "workers", None) is None else args.workers
+    if not 1 <= workers <= MAX_WORKERS:
+        raise usage(f"--workers is a whole number from 1 to {MAX_WORKERS}")
     url = endpoint(args)
-    device_token = device.device_token(url)  # a registered device downloads as itself
+    device_token, device_address = _device_token(url)  # a registered device downloads as itself
     token = device_token or config.token_for(url)
     if not token:
         raise CommandError(f"no API token for {url}: run `hallmark login --endpoint {url}` first (or set HALLMARK_TOKEN)")
     if not args.no_verify and not (args.rpc or os.environ.get("HALLMARK_RPC_URL")):
         raise usage("pull verifies against the chain: pass --rpc URL or set HALLMARK_RPC_URL (or --no-verify)")
     folder = Path(args.dir or slug)
+    _check_target(folder)
     if device_token:
-        say(f"downloading as device {device.state().get('address')}")
-    detail, entry, _commit = download(url, token, repo, args.revision, folder, device=bool(device_token))
+        say(f"downloading as device {device_address}")
+    progress = fetch.BarProgress(bar=sys.stderr.isatty() and not args.json, verbose=bool(getattr(args, "verbose", False)) and not args.json, say=say)
+    detail, entry, commit = resolve(url, token, repo, args.revision, device=bool(device_token))
+    say(f"downloading {repo} v{entry['number']} (commit {commit}) into {folder}")
+    staged = fetch_staged(url, token, repo, commit, detail, entry, folder, device=bool(device_token), workers=workers, progress=progress)
+    _save(staged, url, repo, detail, entry, commit, args.revision)
     if args.no_verify:
+        _install(staged, folder)
         warn("not verified against the chain (--no-verify)")
         return 0
+
+    from . import verify
 
     marketplace_registry = detail.get("registry_address")
     rpc_url, registry = verify.chain_options(args, registry_fallback=marketplace_registry)
     if not (args.registry or os.environ.get("HALLMARK_REGISTRY_ADDRESS")):
         say(f"registry {registry} as the marketplace reports it; pin your own with --registry or HALLMARK_REGISTRY_ADDRESS")
-    code = verify.check(folder, detail["model_id"], entry["number"], rpc_url, registry, as_json=args.json)
-    if code == 0:
-        _record(folder, url, repo, detail, entry, {"rpc_url": rpc_url, "registry_address": registry, **_chain_info(url)})
+    # every file was hashed as it arrived and matched the signed metadata's list (fetch.py): those
+    # digests are the folder's, so the chain check does not read the files a second time
+    hashed = [FileDigest(f.path, f.sha256, f.size) for f in fetch.wanted_files(entry.get("metadata") or {})]
+    code = verify.check(staged, detail["model_id"], entry["number"], rpc_url, registry, as_json=args.json, hashed=hashed)
+    if code != 0:
+        if code != CHAIN_UNAVAILABLE:  # the files will not verify next time either
+            shutil.rmtree(fetch.partial_root(folder), ignore_errors=True)
+        warn(f"nothing was installed; {folder} is as it was")
+        return code
+    _install(staged, folder)
+    _record(folder, url, repo, detail, entry, {"rpc_url": rpc_url, "registry_address": registry, **_chain_info(url)})
     return code
 
 
-def download(url: str, token: str, repo: str, revision: str, folder: Path, *, device: bool = False) -> tuple[dict, dict, str | None]:
-    """Download `repo` at `revision` into `folder` with huggingface_hub and save what the
-    marketplace says about the version in `folder/.hallmark/version.json`. A device token is
-    good for downloads only: the model's public detail is read without it."""
-    client = Api(url, None if device else token)
-    detail = client.get(f"/api/v1/models/{repo}")
-    from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError
+def _clean(args: argparse.Namespace) -> int:
+    folder = Path(args.clean)
+    removed = fetch.clean(folder)
+    say(f"removed {fetch.partial_root(folder)}" if removed else f"no partial download for {folder}")
+    return 0
 
+
+def _check_target(folder: Path) -> None:
     try:
-        commit = HfApi(endpoint=url, token=token).model_info(repo, revision=revision).sha
-        entry = _version_entry(detail, commit)
-        say(f"downloading {repo} v{entry['number']} (commit {commit}) into {folder}")
-        snapshot_download(repo, revision=commit, endpoint=url, token=token, local_dir=folder)
-    except CommandError:
-        raise
-    except HfHubHTTPError as exc:
-        raise CommandError(f"the download failed: {_server_error(exc)}") from None
-    except Exception as exc:  # connection failures (httpx or requests, by huggingface_hub version), a full disk, …
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        raise CommandError(f"the download failed: {exc.__class__.__name__}: {first_line}; run the same command again to resume") from None
-    saved = _save(folder, url, repo, detail, entry, commit, revision)
-    say(f"saved {saved}")
+        fetch.check_target(folder, str(SAVED))
+    except fetch.FetchError as exc:
+        raise CommandError(str(exc), exc.exit_code) from None
+
+
+def _install(staged: Path, folder: Path) -> None:
+    fetch.install(staged, folder)
+    say(f"installed in {folder}; saved {folder / SAVED}")
+
+
+def resolve(url: str, token: str, repo: str, revision: str, *, device: bool = False) -> tuple[dict, dict, str]:
+    """The model's public detail, the version `revision` names and its commit. A device token is
+    good for downloads only: the model's public detail is read without it."""
+    detail = Api(url, None if device else token).get(f"/api/v1/models/{repo}")
+    try:
+        info = Api(url, token).get(f"/api/models/{repo}/revision/{quote(revision or 'main', safe='')}")
+    except ApiError as exc:
+        raise CommandError(f"the download failed: {exc}") from None
+    commit = info.get("sha") if isinstance(info, dict) else None
+    if not isinstance(commit, str) or len(commit) != 40 or not set(commit) <= set("0123456789abcdef"):
+        raise CommandError("the marketplace did not name the revision's commit")
+    return detail, _version_entry(detail, commit), commit
+
+
+def fetch_staged(
+    url: str, token: str, repo: str, commit: str, detail: dict, entry: dict, folder: Path, *,
+    device: bool = False, workers: int = fetch._DEFAULT_WORKERS, progress: fetch.Progress | None = None,
+) -> Path:
+    """Download the version's files into the staging folder beside `folder`, each checked against
+    the signed metadata (per segment when the version has a segment document); its path."""
+    metadata = entry.get("metadata") or {}
+    try:
+        files = fetch.wanted_files(metadata)
+        segments, size = _segments(url, None if device else token, repo, entry, files)
+        downloader = fetch.Downloader(
+            endpoint=url, token=token, repo=repo, commit=commit, files=files, folder=folder,
+            segments=segments, segment_size=size, workers=workers, progress=progress,
+        )
+        return downloader.run()
+    except fetch.FetchError as exc:
+        if exc.exit_code == fetch.TAMPERED:  # bytes that are not the signed ones are not kept to resume from
+            shutil.rmtree(fetch.partial_root(folder), ignore_errors=True)
+        raise CommandError(str(exc), exc.exit_code) from None
+    except ProvenanceError as exc:  # an unsafe file name in the metadata
+        raise CommandError(f"the version's metadata names an unsafe file: {exc} [{exc.code}]", 3) from None
+
+
+def _segments(url: str, token: str | None, repo: str, entry: dict, files: list[fetch.Wanted]) -> tuple[dict[str, list[str]] | None, int]:
+    """The per-segment digests the signed metadata commits to (`segments`), checked; without
+    them (an older version, or the document unavailable) every file is checked as a whole."""
+    committed = (entry.get("metadata") or {}).get("segments")
+    if not isinstance(committed, dict):
+        return None, SEGMENT_SIZE
+    try:
+        document = Api(url, token).get(f"/api/v1/models/{repo}/versions/{int(entry['number'])}/segments")
+    except ApiError as exc:
+        warn(f"no segment document ({exc}): each file is checked as a whole once it has arrived")
+        return None, SEGMENT_SIZE
+    try:
+        digests = check_document(document, committed, {f.path: f.size for f in files})
+    except SegmentDocumentError as exc:
+        raise fetch.FetchError(f"the segment document is not the signed one: {exc}", fetch.TAMPERED) from None
+    return digests, int(document["segment_size"])
+
+
+def download(url: str, token: str, repo: str, revision: str, folder: Path, *, device: bool = False) -> tuple[dict, dict, str | None]:
+    """Download `repo` at `revision` into `folder` (a staging folder of `hallmark watch --update`,
+    which verifies it on chain itself), each file checked against the signed metadata, and save
+    what the marketplace says about the version in `folder/.hallmark/version.json`."""
+    detail, entry, commit = resolve(url, token, repo, revision, device=device)
+    say(f"downloading {repo} v{entry['number']} (commit {commit}) into {folder}")
+    staged = fetch_staged(url, token, repo, commit, detail, entry, folder, device=device)
+    _save(staged, url, repo, detail, entry, commit, revision)
+    fetch.install(staged, folder)
     return detail, entry, commit
 
 
@@ -105,21 +209,6 @@ def verified_files(folder: Path, entry: dict) -> list[dict[str, Any]]:
     return [{"path": f.name, "sha256": f.sha256} for f in hash_directory(folder, exclude=STATE_FOLDERS)]
 
 
-def _server_error(exc: Exception) -> str:
-    """The marketplace's error behind a huggingface_hub HTTP error: `{"code", "message"}` in the
-    body, or in `X-Error-Code` / `X-Error-Message` (HEAD answers have no body)."""
-    response: Any = getattr(exc, "response", None)
-    try:
-        body = response.json()
-        return f"{body['message']} [{body['code']}]"
-    except Exception:
-        pass
-    headers = response.headers if response is not None else {}
-    message = headers.get("X-Error-Message") or str(exc).splitlines()[0]
-    code = headers.get("X-Error-Code")
-    return message + (f" [{code}]" if code else "")
-
-
 def _version_entry(detail: dict, commit: str | None) -> dict:
     matching = [v for v in detail.get("versions", []) if v.get("commit") == commit]
     if not matching:
@@ -143,7 +232,7 @@ def _save(folder: Path, endpoint: str, repo: str, detail: dict, entry: dict, com
         "manifest": entry.get("manifest"),
         "metadata": entry.get("metadata"),
     }
-    path = folder / verify.SAVED
+    path = folder / SAVED
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return path

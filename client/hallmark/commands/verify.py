@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from eth_utils import to_checksum_address
@@ -21,6 +22,7 @@ from ..api import Api, ApiError
 from ..console import CommandError, say, usage
 from ..eip712 import compute_model_id
 from ..errors import ProvenanceError
+from ..manifest import FileDigest
 from ..verify import Outcome, Verification, verify_directory
 from .common import REPO_ID, STATE_FOLDERS
 
@@ -89,12 +91,17 @@ def saved_version(folder: Path, model_id: str, version: int) -> dict:
     return saved
 
 
-def check(folder: Path, model_id: str, version: int, rpc_url: str, registry: str, *, as_json: bool) -> int:
+def check(
+    folder: Path, model_id: str, version: int, rpc_url: str, registry: str, *, as_json: bool,
+    hashed: Sequence[FileDigest] | None = None,
+) -> int:
+    """Verify `folder` against the chain; `hashed`: its files' digests when the caller computed
+    them while writing them (see `verify_directory`)."""
     saved = saved_version(folder, model_id, version)
     try:
         result = verify_directory(
             folder, rpc_url=rpc_url, registry_address=registry, model_id=model_id, version=version,
-            manifest=saved.get("manifest"), metadata=saved.get("metadata"), exclude=STATE_FOLDERS,
+            manifest=saved.get("manifest"), metadata=saved.get("metadata"), exclude=STATE_FOLDERS, hashed=hashed,
         )
     except ProvenanceError as exc:  # a symbolic link or an unsafe file name in the folder
         result = Verification(Outcome.FILES_DIFFER, f"{exc} [{exc.code}]", model_id, version)
