@@ -9,6 +9,10 @@ measured on a later sale (the payees already hold a credit: the usual case) and 
 model's first sale (new credit slots for its payees); the four-argument purchase (with
 `minExpiresAt`, what the marketplace sends) on a later sale.
 Targets: publishVersionBySig <= 1 mint; purchaseLicense at depth 1 <= 1.5 mints.
+
+Download receipts (issue 18): gas per receipt of `anchorReceipts` (one root per batch, whatever
+its size) at batch sizes 1, 100 and 10,000, beside logging one event per receipt
+(contracts/test/BenchReceiptEvents.sol) in the same run, each as a share of a one-seat purchase.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from hallmark.onchain import from_hex, hex0x, read_model, to_bytes32  # noqa: E4
 MNEMONIC = "test test test test test test test test test test test junk"
 DOC = ROOT / "docs" / "contract.md"
 BEGIN, END = "<!-- gas-table:begin -->", "<!-- gas-table:end -->"
+RECEIPTS_BEGIN, RECEIPTS_END = "<!-- receipt-gas:begin -->", "<!-- receipt-gas:end -->"
+RECEIPT_BATCH_SIZES = (1, 100, 10_000)
+ONE_SEAT = "purchaseLicense, depth 0, later sale"
 
 
 def free_port() -> int:
@@ -46,12 +53,13 @@ def free_port() -> int:
 
 
 def compile_artifacts(out: Path) -> dict[str, dict]:
+    names = ("BenchERC721", "BenchReceiptEvents")
     subprocess.run(
-        ["node", "contracts/compile.js", "--out", str(out), "contracts/test/BenchERC721.sol:BenchERC721"],
+        ["node", "contracts/compile.js", "--out", str(out), *(f"contracts/test/{n}.sol:{n}" for n in names)],
         cwd=ROOT, check=True, capture_output=True,
     )
     registry = json.loads((ROOT / "registry" / "artifacts" / "ModelRegistry.json").read_text())
-    return {"ModelRegistry": registry, "BenchERC721": json.loads((out / "BenchERC721.json").read_text())}
+    return {"ModelRegistry": registry, **{n: json.loads((out / f"{n}.json").read_text()) for n in names}}
 
 
 class Bench:
@@ -62,6 +70,7 @@ class Bench:
         self.addr = [Account.from_key(k).address for k in self.keys]
         self.registry = self.deploy(artifacts["ModelRegistry"], self.addr[0], 250, self.addr[9])
         self.erc721 = self.deploy(artifacts["BenchERC721"])
+        self.receipt_events = self.deploy(artifacts["BenchReceiptEvents"])
 
     def deploy(self, artifact, *args):
         factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
@@ -120,6 +129,21 @@ class Bench:
         rows.append(("withdraw", self.gas(f.withdraw(), self.addr[1])))
         return rows
 
+    def receipt_rows(self) -> list[tuple[int, int, int]]:
+        """(batch size, anchorReceipts gas, one-event-per-receipt gas), later batches (the usual case)."""
+        f = self.registry.functions
+        operator = self.addr[0]
+        self.gas(f.setReceiptOperator(operator, True), operator)
+        self.gas(f.anchorReceipts(b"\x01" * 32, 1), operator)  # the first batch is not the usual case
+        rows = []
+        for size in RECEIPT_BATCH_SIZES:
+            root = Web3.keccak(text=f"batch {size}")
+            anchor = self.gas(f.anchorReceipts(root, size), operator)
+            leaves = [Web3.keccak(text=f"receipt {size} {i}") for i in range(size)]
+            events = self.gas(self.receipt_events.functions.logReceipts(leaves), operator)
+            rows.append((size, anchor, events))
+        return rows
+
     @staticmethod
     def fresh(n: int) -> str:
         return Web3.to_checksum_address(f"0x{0xB0B000 + n:040x}")
@@ -130,6 +154,19 @@ def table(rows: list[tuple[str, int]]) -> str:
     lines = ["| operation | gas | × ERC-721 mint |", "|---|---:|---:|"]
     for name, used in rows:
         lines.append(f"| {name} | {used:,} | {used / mint:.2f} |")
+    return "\n".join(lines)
+
+
+def receipt_table(rows: list[tuple[int, int, int]], one_seat: int) -> str:
+    lines = [
+        "| receipts in the batch | anchorReceipts gas | per receipt | × one-seat purchase | one event per receipt: gas | per receipt | × one-seat purchase |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, anchor, events in rows:
+        lines.append(
+            f"| {size:,} | {anchor:,} | {anchor / size:,.1f} | {anchor / size / one_seat:.5f} "
+            f"| {events:,} | {events / size:,.0f} | {events / size / one_seat:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -146,24 +183,34 @@ def main() -> int:
                 break
             time.sleep(0.05)
         with tempfile.TemporaryDirectory() as tmp:
-            rows = Bench(w3, compile_artifacts(Path(tmp))).run()
+            bench = Bench(w3, compile_artifacts(Path(tmp)))
+            rows = bench.run()
+            receipt_rows = bench.receipt_rows()
     finally:
         anvil.terminate()
         anvil.wait()
     text = table(rows)
     print(text)
     gas = dict(rows)
+    receipts_text = receipt_table(receipt_rows, gas[ONE_SEAT])
+    print()
+    print(receipts_text)
     mint = rows[0][1]
+    anchors = {anchor for _, anchor, _ in receipt_rows}
     checks = [
         ("publishVersionBySig <= 1.0 mint", gas["publishVersionBySig"] <= mint),
         ("purchaseLicense depth 1 (later sale) <= 1.5 mints", gas["purchaseLicense, depth 1, later sale"] <= 1.5 * mint),
+        # the count's calldata bytes (16 gas per non-zero byte) are the only difference
+        ("anchorReceipts gas does not depend on the batch size", max(anchors) - min(anchors) <= 64),
     ]
     for label, ok in checks:
         print(f"{'PASS' if ok else 'MISS'}  {label}")
     if args.write:
         doc = DOC.read_text()
         block = f"{BEGIN}\n{text}\n{END}"
-        DOC.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), block, doc, flags=re.S))
+        doc = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), block, doc, flags=re.S)
+        block = f"{RECEIPTS_BEGIN}\n{receipts_text}\n{RECEIPTS_END}"
+        DOC.write_text(re.sub(re.escape(RECEIPTS_BEGIN) + ".*?" + re.escape(RECEIPTS_END), block, doc, flags=re.S))
         print(f"wrote the table into {DOC.relative_to(ROOT)}")
     return 0
 

@@ -13,8 +13,8 @@ run, round after round, by:
 - `hallmark pull --no-verify`: our downloader (ranged GETs over kept-alive connections, `--workers`
   in parallel, every segment checked as it arrives, the whole-file SHA-256 checked against the
   signed metadata; resumable); it is the anchor's equivalent (bytes + digests, no chain);
-- `hallmark pull` with the chain check (`verify` hashes the staged folder once more, then reads
-  the registry from anvil): the full command, shown for what the chain check costs;
+- `hallmark pull` with the chain check (the digests computed on arrival against the registry on
+  anvil; the folder is not read again): the full command, shown for what the chain check costs;
 - `hf_hub_download` for each file, then hashlib SHA-256 of it (huggingface_hub does not check the digest).
 
 Times are wall-clock from start to exit of each client process (Python start-up included for the

@@ -136,6 +136,21 @@ interface IModelRegistry {
      */
     event PlatformFeeChanged(uint16 bps, address indexed recipient);
 
+    /**
+     * @dev Emitted when a receipt operator anchors a batch of download receipts with {anchorReceipts}.
+     * @param batchId The batch's number, from 1 in anchoring order; read it back with {receiptBatch}.
+     * @param root Root of the batch's OpenZeppelin StandardMerkleTree of receipts (docs/recorder.md).
+     * @param count How many receipts (leaves) the tree holds.
+     */
+    event ReceiptsAnchored(uint64 indexed batchId, bytes32 root, uint32 count);
+
+    /**
+     * @dev Emitted when the owner grants or withdraws the receipt-operator role ({setReceiptOperator}).
+     * @param operator The account.
+     * @param allowed Whether it may call {anchorReceipts} from now on.
+     */
+    event ReceiptOperatorChanged(address indexed operator, bool allowed);
+
     // ------------------------------------------------------------------ errors
 
     /**
@@ -288,6 +303,19 @@ interface IModelRegistry {
      * @param recipient The recipient given.
      */
     error InvalidFeeRecipient(address recipient);
+
+    /**
+     * @dev Only a receipt operator ({setReceiptOperator}) may anchor receipts.
+     * @param caller The account that tried.
+     */
+    error NotReceiptOperator(address caller);
+
+    /**
+     * @dev A receipt batch needs a non-zero root and at least one receipt: an empty tree proves nothing.
+     * @param root The root given.
+     * @param count The count given.
+     */
+    error InvalidReceiptBatch(bytes32 root, uint32 count);
 
     // ------------------------------------------------------------------ models
 
@@ -479,6 +507,33 @@ interface IModelRegistry {
      */
     function setPlatformFee(uint16 bps, address recipient) external;
 
+    /**
+     * @dev Grants (`allowed`) or withdraws the right to call {anchorReceipts}. Owner only. The
+     * marketplace's relayer is made an operator at deployment when it deploys as the owner; on a
+     * public chain the owner calls this for the relayer's address.
+     *
+     * Emits a {ReceiptOperatorChanged} event.
+     * @param operator The account.
+     * @param allowed Whether it may anchor.
+     */
+    function setReceiptOperator(address operator, bool allowed) external;
+
+    // ---------------------------------------------------------------- receipts
+
+    /**
+     * @dev Anchors the root of a batch of download receipts: leaves
+     * `keccak256(bytes.concat(keccak256(abi.encode(receipt fields))))`, tree built as OpenZeppelin's
+     * StandardMerkleTree, so {MerkleProof-verify} checks a receipt's proof against `root`.
+     * Receipt operators only. The cost does not depend on `count`: one batch, one storage record
+     * and one event, whatever the number of receipts it covers.
+     *
+     * Emits a {ReceiptsAnchored} event.
+     * @param root The tree's root; not zero.
+     * @param count The receipts in the tree; not zero.
+     * @return batchId The batch's number: 1 for the first batch, then consecutive.
+     */
+    function anchorReceipts(bytes32 root, uint32 count) external returns (uint64 batchId);
+
     // ------------------------------------------------------------------- views
 
     /**
@@ -626,4 +681,26 @@ interface IModelRegistry {
      * @return 10000.
      */
     function MAX_SEATS_PER_PURCHASE() external view returns (uint32);
+
+    /**
+     * @dev An anchored receipt batch; all zero for a batch id never anchored.
+     * @param batchId The batch, from {ReceiptsAnchored}.
+     * @return root The batch's Merkle root.
+     * @return count The receipts it covers.
+     * @return anchoredAt The block timestamp of its anchoring.
+     */
+    function receiptBatch(uint64 batchId) external view returns (bytes32 root, uint32 count, uint64 anchoredAt);
+
+    /**
+     * @dev How many receipt batches have been anchored: the latest batch id.
+     * @return The count.
+     */
+    function receiptBatchCount() external view returns (uint64);
+
+    /**
+     * @dev Whether `operator` may call {anchorReceipts}.
+     * @param operator The account.
+     * @return True for a receipt operator.
+     */
+    function isReceiptOperator(address operator) external view returns (bool);
 }

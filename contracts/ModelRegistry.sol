@@ -70,6 +70,14 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
         uint32 seats;
     }
 
+    /// @dev Two slots written once per batch (root; count + time): anchoring costs the same for one
+    /// receipt or four billion.
+    struct ReceiptBatch {
+        bytes32 root;
+        uint32 count;
+        uint64 anchoredAt;
+    }
+
     /// @inheritdoc IModelRegistry
     mapping(bytes32 modelId => Model) public models;
 
@@ -83,6 +91,12 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
     uint16 public platformFeeBps;
     /// @inheritdoc IModelRegistry
     address public platformFeeRecipient;
+    /// @dev The latest receipt batch id. Declared here on purpose: it packs into the platform fee's
+    /// slot (2 + 20 + 8 bytes), already non-zero, so bumping it costs 5,000 gas rather than 20,000.
+    uint64 private _receiptBatchCount;
+
+    mapping(uint64 batchId => ReceiptBatch) private _receiptBatches;
+    mapping(address operator => bool) private _receiptOperators;
 
     modifier onlyVendor(bytes32 modelId) {
         _checkVendor(modelId, msg.sender);
@@ -234,6 +248,24 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
         _setPlatformFee(bps, recipient);
     }
 
+    /// @inheritdoc IModelRegistry
+    function setReceiptOperator(address operator, bool allowed) external onlyOwner {
+        _receiptOperators[operator] = allowed;
+        emit ReceiptOperatorChanged(operator, allowed);
+    }
+
+    // ---------------------------------------------------------------- receipts
+
+    /// @inheritdoc IModelRegistry
+    function anchorReceipts(bytes32 root, uint32 count) external returns (uint64 batchId) {
+        if (!_receiptOperators[msg.sender]) revert NotReceiptOperator(msg.sender);
+        if (root == bytes32(0) || count == 0) revert InvalidReceiptBatch(root, count);
+        batchId = _receiptBatchCount + 1;
+        _receiptBatchCount = batchId;
+        _receiptBatches[batchId] = ReceiptBatch({root: root, count: count, anchoredAt: uint64(block.timestamp)});
+        emit ReceiptsAnchored(batchId, root, count);
+    }
+
     // ------------------------------------------------------------------- views
 
     /// @inheritdoc IModelRegistry
@@ -271,6 +303,22 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
     function licenseOf(bytes32 modelId, address licensee) external view returns (uint64 expiresAt, uint32 seats) {
         License memory license = _licenses[modelId][licensee];
         return (license.expiresAt, license.seats);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function receiptBatch(uint64 batchId) external view returns (bytes32 root, uint32 count, uint64 anchoredAt) {
+        ReceiptBatch memory batch = _receiptBatches[batchId];
+        return (batch.root, batch.count, batch.anchoredAt);
+    }
+
+    /// @inheritdoc IModelRegistry
+    function receiptBatchCount() external view returns (uint64) {
+        return _receiptBatchCount;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function isReceiptOperator(address operator) external view returns (bool) {
+        return _receiptOperators[operator];
     }
 
     /// @inheritdoc IModelRegistry

@@ -92,29 +92,47 @@ def registry_deploy(
     owner: str | None = None,
     write_record: bool = True,
 ) -> dict[str, Any]:
-    """Deploy ModelRegistry with `private_key` and record it in deployments/<chain id>.json."""
+    """Deploy ModelRegistry with `private_key` and record it in deployments/<chain id>.json.
+
+    When the deployer is the owner, it also makes the relayer (RELAYER_* settings, for the
+    configured CHAIN_ID) a receipt operator, so the marketplace can anchor download receipts
+    from the start (dev chain, tests). Otherwise the owner calls `setReceiptOperator` itself
+    (docs/contract.md): the deployer's key cannot."""
     w3 = chain.web3(rpc_url)
     with chain_errors():
         chain_id = w3.eth.chain_id
     account = chain.guard_key(private_key, chain_id)
     owner = to_checksum_address(owner or account.address)
     fee_recipient = to_checksum_address(fee_recipient or owner)
+    operator = _relayer_address(chain_id) if owner == account.address else None
     factory = chain.registry_factory(rpc_url)
     with chain_errors():
+        nonce = w3.eth.get_transaction_count(account.address, "pending")
         tx = factory.constructor(owner, int(fee_bps), fee_recipient).build_transaction(
-            {"from": account.address, "nonce": w3.eth.get_transaction_count(account.address, "pending"), "chainId": chain_id}
+            {"from": account.address, "nonce": nonce, "chainId": chain_id}
         )
         signed = account.sign_transaction(tx)
         tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=settings.RECEIPT_TIMEOUT)
     if receipt["status"] != 1:
         raise ContractReverted("DeploymentFailed", (tx_hash.hex(),))
+    if operator is not None:
+        contract = chain.registry_contract(receipt["contractAddress"], rpc_url)
+        with chain_errors():
+            tx = contract.functions.setReceiptOperator(operator, True).build_transaction(
+                {"from": account.address, "nonce": nonce + 1, "chainId": chain_id}
+            )
+            op_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+            op_receipt = w3.eth.wait_for_transaction_receipt(op_hash, timeout=settings.RECEIPT_TIMEOUT)
+        if op_receipt["status"] != 1:
+            raise ContractReverted("SetReceiptOperatorFailed", (hex0x(op_hash),))
     artifact = chain.load_artifact()
     record = {
         "chain_id": chain_id,
         "address": receipt["contractAddress"],
         "deployer": account.address,
         "owner": owner,
+        "receipt_operator": operator,
         "platform_fee_bps": int(fee_bps),
         "platform_fee_recipient": fee_recipient,
         "transaction_hash": hex0x(tx_hash),
@@ -129,6 +147,16 @@ def registry_deploy(
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)  # atomic: a reader never sees half a record
     return record
+
+
+def _relayer_address(chain_id: int) -> str | None:
+    """The relayer's address when it is configured for this chain, else None (no operator is set)."""
+    if chain_id != settings.CHAIN_ID:
+        return None
+    try:
+        return chain.relayer_account().address
+    except ChainMisconfigured:
+        return None
 
 
 def registry_has_code(address: str, rpc_url: str | None = None) -> bool:

@@ -8,11 +8,16 @@
     hallmark verify  DIR MODEL@VERSION --rpc URL --registry 0x…   check files against the chain
     hallmark device  init | register --name NAME | show | report   this device's key and registration
     hallmark watch   [--once] [--interval S] [--update]   check installed models against the chain
+    hallmark audit   RECEIPT.json --rpc URL --registry 0x…  check a download receipt against the chain
+    hallmark recorder verify | export DIR                  check or hand over the device's flight recorder
 
 Exit codes: 0 success, 1 failure, 2 usage error; `verify` and `pull` exit with the verification
 outcome (3 tampered, 4 files differ, 5 revoked, 6 unknown model or version, 7 chain unreachable,
 8 signer mismatch); `watch` exits 0 all good, 3 something quarantined, 4 update available, 7 chain
-unreachable; `login` exits 9 when the server asks to sign in to another domain than its own.
+unreachable; `login` exits 9 when the server asks to sign in to another domain than its own;
+`audit` exits 0 valid, 4 not anchored yet, 5 proof not in the anchored batch, 6 root digest not the
+chain's, 7 chain unreachable, 8 version already revoked when served; `recorder` exits 3 when the
+log is damaged.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import sys
 from . import __version__
 from .console import USAGE, CommandError
 
-COMMANDS = ("login", "publish", "buy", "pull", "verify", "device", "watch")
+COMMANDS = ("login", "publish", "buy", "pull", "verify", "device", "watch", "audit", "recorder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--verify-files", action="store_true", help="re-hash every file (default: only files whose size or mtime changed)")
     watch.add_argument("--json", action="store_true", help="print each poll as JSON")
 
+    audit = sub.add_parser("audit", parents=[chain], help="check a download receipt and its proof against the chain")
+    audit.add_argument("receipt", metavar="RECEIPT.json", help="GET /api/v1/receipts/<id>'s answer (receipt, batch, proof), or a bare receipt with --proof")
+    audit.add_argument("--registry", metavar="0x…", help="the ModelRegistry address (default: $HALLMARK_REGISTRY_ADDRESS)")
+    audit.add_argument("--proof", metavar="FILE", help="take the batch and proof from this JSON (e.g. the API answer) instead of RECEIPT.json")
+    audit.add_argument("--from-block", type=int, default=0, metavar="N", help="look for revocations from this block (default 0)")
+    audit.add_argument("--json", action="store_true", help="print the audit as JSON")
+
+    rec = sub.add_parser("recorder", help="the device's flight recorder: verify it, export it for an auditor")
+    rec_sub = rec.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rec_verify = rec_sub.add_parser("verify", help="check the hash chain; names the first edited, removed or reordered line")
+    rec_verify.add_argument("--log", metavar="PATH", help="a log to check (default: the one in the config folder), e.g. an export's")
+    rec_verify.add_argument("--expect-head", metavar="0x…", help="a head hash noted earlier that must still be in the log")
+    rec_verify.add_argument("--json", action="store_true")
+    rec_export = rec_sub.add_parser("export", help="write the log, its receipts and a README for an auditor into DIR")
+    rec_export.add_argument("directory", metavar="DIR", help="a new or empty folder")
     return parser
 
 

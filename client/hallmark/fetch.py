@@ -75,6 +75,7 @@ class _Retry(Exception):
     def __init__(self, reason: str, wait: float | None = None):
         super().__init__(reason)
         self.wait = wait
+MAX_RECEIPTS = 100_000  # receipt headers kept from one pull (as many as the recorder takes)
 
 
 @dataclass(frozen=True)
@@ -403,6 +404,10 @@ class Downloader:
         self._cond = threading.Condition()
         self._error: BaseException | None = None
         self._stop = threading.Event()
+        # X-Hallmark-Receipt of every answer (a receipt per granted GET, ranged ones included):
+        # what the device's flight recorder keeps (hallmark.recorder.record_pull); bounded
+        self.receipts: list[str] = []
+        self._receipts_lock = threading.Lock()
         self._failures: dict[tuple[str, int], int] = {}
         self.journal: Journal | None = None
 
@@ -598,6 +603,11 @@ class Downloader:
         item = job.file
         start = job.resume[0] if job.resume else item.range_of(job.first)[0]
         response = self._get(session, item.spec, start, item.range_of(job.last)[1])
+        receipt = response.headers.get("X-Hallmark-Receipt")
+        if receipt:
+            with self._receipts_lock:
+                if len(self.receipts) < MAX_RECEIPTS:
+                    self.receipts.append(receipt[:4096])
         try:
             while job.first <= job.last:
                 if self._stop.is_set():

@@ -34,7 +34,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
-from . import __version__, inventory
+from . import __version__, inventory, recorder
 from .manifest import sha256_file
 from .verify import registry_abi
 
@@ -235,6 +235,7 @@ def poll(
         result.notes.append(message)
         if ok:
             result.notes[-1] = f"updated {entry['repo_id']} v{old} -> v{entry['version']} in {entry['path']}: {message}"
+            _record(result, recorder.record_update, entry, old)
     chain["last_block"] = head
     result.head = head
     result.checked = len(entries)
@@ -349,3 +350,13 @@ def _quarantine(entry: dict[str, Any], reason: str, result: PollResult) -> None:
     )
     entry.update(status="quarantined", reason=reason[:500], quarantined_at=inventory.now_iso(), quarantine_path=str(target), update=None)
     result.quarantined.append(entry)
+    _record(result, recorder.record_quarantine, entry)
+
+
+def _record(result: PollResult, hook: Callable[..., Any], *args: Any) -> None:
+    """Append to the flight recorder. The model is already moved and the inventory says so: a
+    recorder that cannot be written is reported in the poll's notes, it never undoes that."""
+    try:
+        hook(*args)
+    except (recorder.RecorderError, OSError) as exc:
+        result.notes.append(f"warning: the flight recorder was not written: {exc}")

@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     progress = fetch.BarProgress(bar=sys.stderr.isatty() and not args.json, verbose=bool(getattr(args, "verbose", False)) and not args.json, say=say)
     detail, entry, commit = resolve(url, token, repo, args.revision, device=bool(device_token))
     say(f"downloading {repo} v{entry['number']} (commit {commit}) into {folder}")
-    staged = fetch_staged(url, token, repo, commit, detail, entry, folder, device=bool(device_token), workers=workers, progress=progress)
+    staged, receipts = fetch_staged(
+        url, token, repo, commit, detail, entry, folder, device=bool(device_token), workers=workers, progress=progress
+    )
     _save(staged, url, repo, detail, entry, commit, args.revision)
     if args.no_verify:
         _install(staged, folder)
@@ -89,7 +91,24 @@ def run(args: argparse.Namespace) -> int:
         return code
     _install(staged, folder)
     _record(folder, url, repo, detail, entry, {"rpc_url": rpc_url, "registry_address": registry, **_chain_info(url)})
+    _flight_record(folder, url, repo, detail, entry, receipts)
     return code
+
+
+def _flight_record(folder: Path, url: str, repo: str, detail: dict, entry: dict, receipts: list[str]) -> None:
+    """The pull and its receipts in the device's flight recorder (hallmark recorder verify|export);
+    a recorder that cannot be written is said, and the install stands."""
+    from .. import recorder
+
+    try:
+        line = recorder.record_pull(
+            repo_id=repo, model_id=detail["model_id"], version=entry["number"], root_digest=entry["root_digest"],
+            directory=folder.resolve(), receipt_headers=receipts, endpoint=url,
+        )
+    except (OSError, ValueError) as exc:
+        warn(f"the flight recorder could not be written: {exc}")
+        return
+    say(f"flight recorder: pull recorded with {line['data']['receipts']} receipt(s)")
 
 
 def _clean(args: argparse.Namespace) -> int:
@@ -128,9 +147,10 @@ def resolve(url: str, token: str, repo: str, revision: str, *, device: bool = Fa
 def fetch_staged(
     url: str, token: str, repo: str, commit: str, detail: dict, entry: dict, folder: Path, *,
     device: bool = False, workers: int = fetch._DEFAULT_WORKERS, progress: fetch.Progress | None = None,
-) -> Path:
+) -> tuple[Path, list[str]]:
     """Download the version's files into the staging folder beside `folder`, each checked against
-    the signed metadata (per segment when the version has a segment document); its path."""
+    the signed metadata (per segment when the version has a segment document): its path, and the
+    `X-Hallmark-Receipt` values the answers carried."""
     metadata = entry.get("metadata") or {}
     try:
         files = fetch.wanted_files(metadata)
@@ -139,7 +159,7 @@ def fetch_staged(
             endpoint=url, token=token, repo=repo, commit=commit, files=files, folder=folder,
             segments=segments, segment_size=size, workers=workers, progress=progress,
         )
-        return downloader.run()
+        return downloader.run(), list(downloader.receipts)
     except fetch.FetchError as exc:
         if exc.exit_code == fetch.TAMPERED:  # bytes that are not the signed ones are not kept to resume from
             shutil.rmtree(fetch.partial_root(folder), ignore_errors=True)
@@ -172,7 +192,7 @@ def download(url: str, token: str, repo: str, revision: str, folder: Path, *, de
     what the marketplace says about the version in `folder/.hallmark/version.json`."""
     detail, entry, commit = resolve(url, token, repo, revision, device=device)
     say(f"downloading {repo} v{entry['number']} (commit {commit}) into {folder}")
-    staged = fetch_staged(url, token, repo, commit, detail, entry, folder, device=device)
+    staged, _receipts = fetch_staged(url, token, repo, commit, detail, entry, folder, device=device)
     _save(staged, url, repo, detail, entry, commit, revision)
     fetch.install(staged, folder)
     return detail, entry, commit
