@@ -158,6 +158,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-uploads": {"task": "marketplace.expire_uploads", "schedule": 3600.0},
     "reconcile-royalties": {"task": "royalties.reconcile", "schedule": env.float("RECONCILE_INTERVAL", default=300.0)},
     "purge-expired": {"task": "marketplace.purge_expired", "schedule": 3600.0},
+    # closes due receipt batches and anchors them (docs/recorder.md); a closed batch waits for the next run
+    "close-receipt-batches": {"task": "marketplace.close_receipt_batches", "schedule": env.float("RECEIPT_CHECK_SECONDS", default=5.0)},
 }
 
 # --- chain ---------------------------------------------------------------------------------
@@ -215,6 +217,15 @@ DEVICE_AUTH_RATE_LIMIT = env.str("DEVICE_AUTH_RATE_LIMIT", default="60/min")
 # these (the purge task, Celery beat, and `manage.py purge_expired`)
 SIWE_NONCE_RETENTION_HOURS = env.int("SIWE_NONCE_RETENTION_HOURS", default=24)
 REFUSED_DOWNLOAD_RETENTION_DAYS = env.int("REFUSED_DOWNLOAD_RETENTION_DAYS", default=30)
+
+# download receipts (docs/recorder.md): one per granted GET, batched under a Merkle root anchored on
+# chain every RECEIPT_BATCH_SECONDS or RECEIPT_BATCH_SIZE receipts, whichever comes first.
+# RECEIPTS_ENABLED=0 only for the bench's baseline: receipts are part of the service
+RECEIPTS_ENABLED = env.bool("RECEIPTS_ENABLED", default=True)
+RECEIPT_BATCH_SECONDS = env.int("RECEIPT_BATCH_SECONDS", default=60)
+RECEIPT_BATCH_SIZE = env.int("RECEIPT_BATCH_SIZE", default=10_000)
+if not 1 <= RECEIPT_BATCH_SIZE <= 100_000:
+    raise environ.ImproperlyConfigured("RECEIPT_BATCH_SIZE must be from 1 to 100,000 (receipts)")
 
 # Downloads: behind nginx, set the internal location that maps to MEDIA_ROOT (e.g. "/_media/")
 DOWNLOAD_X_ACCEL_REDIRECT_PREFIX = env.str("DOWNLOAD_X_ACCEL_REDIRECT_PREFIX", default="")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ApiToken, Artifact, Download, Model, Vendor, Version, Wallet
+from .models import ApiToken, Artifact, Download, Model, Receipt, ReceiptBatch, Vendor, Version, Wallet
 
 
 @admin.register(Vendor)
@@ -46,3 +46,24 @@ class VersionAdmin(admin.ModelAdmin):
 class DownloadAdmin(admin.ModelAdmin):
     list_display = ("repo_id", "revision", "path", "method", "status_code", "error_code", "wallet", "bytes_sent", "created_at")
     list_filter = ("status_code", "method")
+
+
+@admin.register(ReceiptBatch)
+class ReceiptBatchAdmin(admin.ModelAdmin):
+    """Read-only: a batch's root is what the chain holds (docs/recorder.md)."""
+
+    list_display = ("pk", "state", "count", "batch_id", "block_number", "attempts", "last_error", "created_at")
+    list_filter = ("state",)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Receipt)
+class ReceiptAdmin(admin.ModelAdmin):
+    list_display = ("receipt_id", "model_id", "version", "licensee", "device", "range_start", "range_end", "served_at", "batch")
+    search_fields = ("receipt_id", "licensee", "device")
+    raw_id_fields = ("download", "batch")
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -300,3 +300,59 @@ class Download(TimeStamped):
 
     def __str__(self) -> str:
         return f"{self.repo_id}@{self.revision}/{self.path} {self.status_code}"
+
+
+class ReceiptBatch(TimeStamped):
+    """Receipts closed together under one Merkle root, anchored on chain by `anchorReceipts`
+    through the outbox (marketplace/services/receipts.py).
+
+    There is no row for the batch being filled: the receipts not yet in a batch (`batch` null)
+    are it, so a download inserts one row and locks nothing. `closed`: root computed, not yet
+    queued; `anchoring`: `anchorReceipts` is in the outbox (`transaction`); `anchored`: the
+    chain's `ReceiptsAnchored` gave `batch_id`, in `block_number`."""
+
+    class State(models.TextChoices):
+        CLOSED = "closed"
+        ANCHORING = "anchoring"
+        ANCHORED = "anchored"
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CLOSED, db_index=True)
+    root = models.CharField(max_length=66, help_text="the Merkle root, 0x-hex (OpenZeppelin StandardMerkleTree)")
+    count = models.PositiveIntegerField()
+    attempts = models.PositiveIntegerField(default=0, help_text="outbox rows queued for it (a failed one is replaced)")
+    transaction = models.ForeignKey(ChainTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    batch_id = models.PositiveBigIntegerField(null=True, blank=True, unique=True, help_text="the contract's batch id")
+    block_number = models.PositiveBigIntegerField(null=True, blank=True)
+    anchored_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"receipts batch #{self.pk} ({self.count}, {self.state})"
+
+
+class Receipt(TimeStamped):
+    """One granted GET of a file, in the fields (and 0x-hex forms) of docs/recorder.md: the leaf
+    of its batch's Merkle tree. `leaf` is computed when the batch closes, off the download path."""
+
+    receipt_id = models.CharField(max_length=66, unique=True)
+    model_id = models.CharField(max_length=66, db_index=True)
+    version = models.PositiveIntegerField()
+    root_digest = models.CharField(max_length=66)
+    file_sha256 = models.CharField(max_length=66)
+    licensee = models.CharField(max_length=42)
+    device = models.CharField(max_length=42)
+    range_start = models.PositiveBigIntegerField()
+    range_end = models.PositiveBigIntegerField(help_text="exclusive")
+    served_at = models.PositiveBigIntegerField(help_text="unix seconds")
+    download = models.ForeignKey(Download, null=True, blank=True, on_delete=models.SET_NULL, related_name="receipts")
+    batch = models.ForeignKey(ReceiptBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="receipts")
+    leaf = models.CharField(max_length=66, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["model_id", "served_at"], name="marketplace_receipt_model_at"),
+            models.Index(fields=["served_at"], name="marketplace_receipt_unbatched", condition=Q(batch__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return self.receipt_id

@@ -26,7 +26,7 @@ from registry import chain
 from registry.selectors import relayer_funding
 from royalties.selectors import format_eth, licenses_held, purchase_history, statement_build, statement_daily_sales
 
-from . import selectors, services
+from . import receipt_selectors, selectors, services
 from .cards import render_card
 from .errors import MarketplaceError, NotFound
 from .forms import ModelCreateForm, ModelEditForm, SignupForm, TermsFields, VendorForm
@@ -123,7 +123,14 @@ def model_manage(request, slug):
         "terms_form": terms_form, "card_html": render_card(model.card), **chain_context(),
         # buyers' devices reporting each version: counts only, never whose
         "device_counts": fleet_selectors.version_device_counts(model_id=model.chain_model_id),
+        "receipts": _receipt_counts(model),
     })
+
+
+def _receipt_counts(model: Model) -> receipt_selectors.ReceiptCounts:
+    """The last 30 days' download receipts and the anchored roots covering them (docs/recorder.md)."""
+    now = int(datetime.now(UTC).timestamp())
+    return receipt_selectors.receipt_counts(model=model, start=now - 30 * 86400, end=now + 1)
 
 
 @login_required

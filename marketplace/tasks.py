@@ -45,3 +45,10 @@ def purge_expired_task() -> int:
     """Expired SIWE nonces and old refused anonymous downloads (settings: *_RETENTION_*)."""
     result = services.expired_records_purge()
     return result.siwe_nonces + result.refused_downloads
+
+
+@shared_task(name="marketplace.close_receipt_batches", ignore_result=True)
+def close_receipt_batches_task() -> int:
+    """Close due receipt batches and anchor every batch not yet anchored (Celery beat, every
+    RECEIPT_CHECK_SECONDS). The chain down: the batches wait for the next run; nothing retries here."""
+    return services.receipt_batches_run().closed

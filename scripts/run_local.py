@@ -119,6 +119,9 @@ def main() -> int:
         # no beat without a worker: keep the chain mirror (licences, ledger) fresh from here
         indexer = subprocess.Popen([PY, "manage.py", "index_chain", "--loop"], cwd=ROOT, env=env)
         children.append(("indexer", indexer))
+        # and close and anchor the download receipts' batches (docs/recorder.md)
+        receipts = subprocess.Popen([PY, "manage.py", "close_receipt_batches", "--loop"], cwd=ROOT, env=env)
+        children.append(("receipts", receipts))
         print("Redis does not answer: tasks run eagerly inside the web process; the indexer runs on its own")
 
     server = subprocess.Popen([PY, "manage.py", "runserver", ADDRESS, "--noreload"], cwd=ROOT, env=env)

@@ -65,6 +65,11 @@ VERSION_PROCESSING_SECONDS = Histogram(
 )
 VERSION_REJECTIONS = Counter("hallmark_version_rejections", "Versions rejected at hashing or inspection, by error code", ["code"])
 VERSIONS_LIVE = Counter("hallmark_versions_live", "Versions that went live (their publication confirmed on chain)")
+# download receipts (docs/recorder.md): one per granted GET; batches whose root the chain holds
+RECEIPTS_ISSUED = Counter("hallmark_receipts_issued", "Download receipts issued (one per granted GET of a file)")
+RECEIPT_BATCHES_ANCHORED = Counter(
+    "hallmark_receipt_batches_anchored", "Receipt batches whose Merkle root was anchored on chain (anchorReceipts confirmed)"
+)
 # a purchase is counted where it becomes a fact: hallmark_indexer_events_applied{event="LicensePurchased"}
 
 ScrapeCollector = Callable[[], Iterable[Metric]]

@@ -62,8 +62,13 @@ def file_response(
     method: str,
     range_header: str | None,
     on_done: Callable[[int, int | None], None],
+    receipt: Callable[[int, int], str] | None = None,
 ) -> HttpResponse:
-    """HEAD or GET of `artifact`; `on_done(bytes_sent, range_start)` runs when the body is sent."""
+    """HEAD or GET of `artifact`; `on_done(bytes_sent, range_start)` runs when the body is sent.
+
+    `receipt(range_start, range_end_exclusive)` makes the receipt of a GET answered with bytes
+    (200, 206, or the redirect to storage or nginx that serves them; `on_done` saves it) and
+    returns the `X-Hallmark-Receipt` header (docs/recorder.md); a HEAD and a 416 get none."""
     headers = file_headers(artifact, commit)
     try:
         byte_range = parse_range(range_header, artifact.size)
@@ -74,6 +79,10 @@ def file_response(
         return response
     start, end = byte_range if byte_range else (0, artifact.size - 1)
     length = max(end - start + 1, 0)
+    if receipt is not None and method == "GET":
+        value = receipt(start, start + length)
+        if value:
+            headers["X-Hallmark-Receipt"] = value
     if method == "HEAD":
         response = HttpResponse(status=206 if byte_range else 200, content_type="application/octet-stream")
         on_done(0, start if byte_range else None)

@@ -149,11 +149,20 @@ class ResolveView(View):
         except MarketplaceError as exc:
             return error_from(exc)
         download = start.download
+        receipts: list = []  # the GET's receipt, saved with the bytes sent (services/receipts.py)
         if download is None:  # a HEAD
             on_done = _nothing_sent
         else:
             def on_done(bytes_sent: int, range_start: int | None) -> None:
-                services.download_finish(download=download, bytes_sent=bytes_sent, range_start=range_start)
+                services.download_finish(
+                    download=download, bytes_sent=bytes_sent, range_start=range_start, receipt=receipts.pop() if receipts else None
+                )
+
+            def receipt(range_start: int, range_end: int) -> str:
+                row, header = services.receipt_issue(start=start, range_start=range_start, range_end=range_end)
+                if row is not None:
+                    receipts.append(row)
+                return header
 
         response = file_response(
             start.artifact,
@@ -161,6 +170,7 @@ class ResolveView(View):
             method=request.method,
             range_header=request.META.get("HTTP_RANGE"),
             on_done=on_done,
+            receipt=None if download is None else receipt,
         )
         if download is not None and response.status_code != 200:
             services.download_answered(download=download, status_code=response.status_code)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import auth, catalog, chain, devices, provenance, purchases, royalties, tus, vendor
+from . import auth, catalog, chain, devices, provenance, purchases, receipts, royalties, tus, vendor
 
 urlpatterns = [
     path("auth/nonce", auth.NonceView.as_view(), name="api-auth-nonce"),
@@ -27,6 +27,7 @@ urlpatterns = [
     path("models/<str:vendor>/<str:model>/purchase", purchases.PurchaseTransactionView.as_view(), name="api-model-purchase"),
     path("models/<str:vendor>/<str:model>/royalties", purchases.RoyaltyPreviewView.as_view(), name="api-model-royalties"),
     path("purchases", purchases.PurchaseConfirmView.as_view(), name="api-purchases"),
+    path("receipts/<str:receipt_id>", receipts.ReceiptView.as_view(), name="api-receipt"),
     path("royalties/statement", royalties.StatementView.as_view(), name="api-royalties-statement"),
     path("royalties/licenses", royalties.LicensesView.as_view(), name="api-royalties-licenses"),
     path("provenance/sha256/<str:sha256>", provenance.ProvenanceByHashView.as_view(), name="api-provenance-sha256"),
@@ -35,6 +36,7 @@ urlpatterns = [
     path("chain/status", chain.ChainStatusView.as_view(), name="api-chain-status"),
     path("vendor/models", vendor.VendorModelsView.as_view(), name="api-vendor-models"),
     path("vendor/models/<str:slug>", vendor.VendorModelView.as_view(), name="api-vendor-model"),
+    path("vendor/models/<str:slug>/receipts", receipts.VendorReceiptsView.as_view(), name="api-vendor-model-receipts"),
     path("vendor/models/<str:slug>/signature", vendor.VendorModelSignatureView.as_view(), name="api-vendor-model-signature"),
     path("vendor/models/<str:slug>/versions", vendor.VendorVersionsView.as_view(), name="api-vendor-versions"),
     path("vendor/models/<str:slug>/versions/<int:version_id>", vendor.VendorVersionView.as_view(), name="api-vendor-version"),

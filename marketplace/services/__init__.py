@@ -19,6 +19,7 @@ from .catalog import (
     model_update,
 )
 from .downloads import download_answered, download_authorize, download_finish, download_record, download_start
+from .receipts import receipt_batch_anchor, receipt_batches_close, receipt_batches_run, receipt_issue
 from .recovery import pending_chain_resume
 from .retention import expired_records_purge
 from .states import (
@@ -53,6 +54,10 @@ __all__ = [
     "model_update",
     "model_catalog_refresh",
     "pending_chain_resume",
+    "receipt_batch_anchor",
+    "receipt_batches_close",
+    "receipt_batches_run",
+    "receipt_issue",
     "upload_append",
     "upload_create",
     "upload_get",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -18,7 +19,7 @@ from telemetry import metrics
 
 from .. import selectors
 from ..errors import Forbidden, Gone, MarketplaceError, NotAuthenticated, Unavailable
-from ..models import ApiToken, Artifact, Download, Version
+from ..models import ApiToken, Artifact, Download, Receipt, Version
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,16 @@ def download_start(
     return DownloadStart(version=version, artifact=artifact, grant=grant, download=download)
 
 
-def download_finish(*, download: Download, bytes_sent: int, range_start: int | None) -> None:
-    """Record what was sent once the server is done with the body (a client may stop early)."""
-    Download.objects.filter(pk=download.pk).update(bytes_sent=F("bytes_sent") + bytes_sent, range_start=range_start)
+def download_finish(*, download: Download, bytes_sent: int, range_start: int | None, receipt: Receipt | None = None) -> None:
+    """Record what was sent once the server is done with the body (a client may stop early), and
+    the download's receipt (services/receipts.py `receipt_issue`) in the same transaction: one
+    commit for both, the cost that counts on the download path."""
+    with transaction.atomic():
+        Download.objects.filter(pk=download.pk).update(bytes_sent=F("bytes_sent") + bytes_sent, range_start=range_start)
+        if receipt is not None:
+            receipt.save(force_insert=True)
+    if receipt is not None:
+        metrics.RECEIPTS_ISSUED.inc()
 
 
 def download_answered(*, download: Download, status_code: int) -> None:

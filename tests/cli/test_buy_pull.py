@@ -46,6 +46,10 @@ def test_buy_then_pull_downloads_and_verifies(chain, marketplace_cli, live_serve
     assert "verified: 1 file(s) match version 1" in pulled.out
     assert (target / "model.gguf").read_bytes() == gguf_file.read_bytes()
     assert not (target / ".cache").exists()  # pull's own downloader leaves no tool state in the folder
+    # the download's receipt (one per granted GET) is in the device's flight recorder, chained
+    assert "flight recorder: pull recorded with 1 receipt(s)" in pulled.out, pulled.text
+    exported = marketplace_cli.run("recorder", "export", str(tmp_path / "audit"))
+    assert exported.code == 0 and "2 line(s) and 1 receipt(s)" in exported.out, exported.text
     saved = json.loads((target / ".hallmark" / "version.json").read_text())
     assert saved["model_id"] == model_id and saved["version"] == 1 and saved["root_digest"] == live_version.root_digest
     assert saved["metadata"] == live_version.metadata and saved["manifest"] == live_version.manifest
