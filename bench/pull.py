@@ -6,7 +6,7 @@
 A throw-away stack (bench/_stack.py: SQLite, anvil with the registry, gunicorn sync workers, as
 bench/download.py) publishes two versions of the seeded model through the API: one holding one
 large file, one holding four files of a quarter of that size. Each is then downloaded, in one
-run, round after round, by:
+run, round after round (the order rotated each round, dirty pages flushed before each client), by:
 
 - anchor: for each file `curl -sS -f -o FILE` of its resolve URL, then `openssl dgst -sha256 FILE`
   (what a careful shell script does: download, then check the digest);
@@ -86,6 +86,9 @@ class Bench:
     def fresh(self) -> Path:
         shutil.rmtree(self.scratch, ignore_errors=True)
         shutil.rmtree(self.stack.dir / "hf", ignore_errors=True)
+        # the previous client's gigabyte is still being written back: flush it now, so its
+        # writeback does not land on the next client's clock (it made whichever ran second slower)
+        os.sync()
         self.scratch.mkdir()
         return self.scratch / "model"
 
@@ -175,8 +178,9 @@ def main() -> int:
             ]
             for round_ in range(args.repeat):
                 print(f"round {round_ + 1} of {args.repeat} ...", file=sys.stderr)
+                turn = plan[round_ % len(plan):] + plan[:round_ % len(plan)]  # each client goes first once
                 for kind, version in versions.items():
-                    for name, measure in plan:
+                    for name, measure in turn:
                         rows.setdefault((name, kind), []).append(measure(version))
         except Exception:
             for name in ("gunicorn", "anvil"):
