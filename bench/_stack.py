@@ -165,6 +165,7 @@ class Stack:
             REDIS_URL="",
             CELERY_TASK_ALWAYS_EAGER="1",
             DEBUG="0",
+            SECURE_SSL_REDIRECT="0",  # plain HTTP on loopback (DEBUG=0 would redirect every request to https)
             SECRET_KEY="hallmark-bench-" + os.urandom(16).hex(),
             LOG_LEVEL="WARNING",
         )
