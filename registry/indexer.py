@@ -268,6 +268,12 @@ def _rollback(contract: str, ancestor: int) -> tuple[int, int]:
                             projection.__name__, event, event.tx_hash, event.log_index, _error_text(error),
                         )
             cache_generation_bump()  # a rolled-back purchase takes a licence away
+        for projection in _projections():
+            # facts a projection read from blocks that left the chain (not from events: a licence
+            # read from the contract at a block) are forgotten too, if the projection keeps any
+            forget = getattr(projection, "reorged", None)
+            if forget is not None:
+                forget(ancestor)
         kept = IndexedBlock.objects.filter(contract=contract, number=ancestor).first()
         cursor.block_number = ancestor
         cursor.block_hash = kept.hash if kept else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from registry.caching import cache_generation_bump
 from registry.models import ChainEvent
 
 from .ledger import ledger_apply, ledger_rollback
@@ -46,3 +47,12 @@ def rollback(events: list[ChainEvent]) -> None:
 def _seats(event: ChainEvent) -> int:
     """The seats held after the purchase; an event stored before the contract counted seats is one."""
     return int(event.args.get("seats", 1))
+
+
+def reorged(ancestor: int) -> None:
+    """Blocks above `ancestor` left the chain (the indexer rolled back to it): a licence mirrored
+    from a contract read at one of them (`license_check` at the safe block, not an event) is no
+    longer evidence of anything. It is forgotten; the next check reads the chain again."""
+    gone = License.objects.filter(source=License.Source.CHAIN_READ, observed_block__gt=ancestor).delete()[0]
+    if gone:
+        cache_generation_bump()

@@ -118,3 +118,29 @@ def test_a_confirmed_licence_of_any_wallet_wins_over_an_unconfirmed_one(chain, l
     decision = license_check(model_id=model_id, wallets=[buyer.address, second])
     assert decision.confirmed and decision.source == "chain" and decision.licensee == second
     assert list(License.objects.values_list("licensee", flat=True)) == [second]
+
+
+def test_a_licence_read_from_blocks_a_deeper_reorg_removed_is_forgotten(chain, settings, live_version, buyer):
+    """A reorg deeper than CONFIRMATIONS is outside what the setting promises, yet the mirror
+    must not keep a licence it read from the contract at a block that left the chain: when the
+    indexer rolls back, licences read from above the common ancestor are forgotten."""
+    from registry.indexer import indexer_run
+
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    model_id = live_version.model.chain_model_id
+    chain.rpc("anvil_mine", [5])  # empty blocks: the reorg below removes the purchase, not the publication
+    indexer_run()  # the mirror's cursor sits at the head before the purchase
+    purchase(chain, model_id, buyer.key)
+    chain.rpc("anvil_mine", [2])  # 3 deep: confirmed
+    assert license_check(model_id=model_id, wallets=[buyer.address]).confirmed
+    row = License.objects.get(licensee=buyer.address)
+    assert row.source == License.Source.CHAIN_READ
+    indexer_run()  # the cursor passes the purchase's block (the event is mirrored too)
+
+    chain.rpc("anvil_reorg", [4, []])  # deeper than CONFIRMATIONS: the purchase is gone
+    assert chain_module.registry_contract().functions.licenseExpiry(to_bytes32(model_id), buyer.address).call() == 0
+    run = indexer_run()
+    assert run.rolled_back_to is not None
+    assert not License.objects.filter(licensee=buyer.address).exists()
+    refused = client_for(buyer).get(URL)
+    assert refused.status_code == 403 and refused["X-Error-Code"] == "GatedRepo"
