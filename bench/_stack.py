@@ -105,6 +105,19 @@ def reset_peak_rss(pids: list[int]) -> bool:
     return ok
 
 
+def postgres_reachable(server: str) -> bool:
+    """Whether the PostgreSQL client tools are installed and `server` answers; says why not on
+    stderr (a benchmark that needs it then exits 0: a missing tool is not a finding)."""
+    if shutil.which("createdb") is None:
+        print("createdb/dropdb are not installed (Debian: apt-get install postgresql-client)", file=sys.stderr)
+        return False
+    probe = subprocess.run(["psql", server + "/postgres", "-Atc", "SELECT 1"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"PostgreSQL does not answer at {server}: {probe.stderr.strip()}", file=sys.stderr)
+        return False
+    return True
+
+
 @contextmanager
 def throwaway_postgres(name: str, server: str = "postgres://postgres@127.0.0.1:5432", keep: bool = False):
     """Create database `name` on `server` (createdb), yield its URL, drop it at the end (dropdb

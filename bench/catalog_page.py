@@ -26,9 +26,7 @@ import hashlib
 import os
 import random
 import secrets
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._stack import cleanup_on_sigterm, commit_note, load_note, throwaway_postgres  # noqa: E402
+from bench._stack import cleanup_on_sigterm, commit_note, load_note, postgres_reachable, throwaway_postgres  # noqa: E402
 
 ARCHITECTURES = ["llama", "qwen2", "phi3", "gemma2", "mistral", "smollm"]
 QUANTIZATIONS = ["Q4_K_M", "Q5_K_M", "Q8_0", "F16", "int8"]
@@ -129,12 +127,7 @@ def main() -> int:
         parser.error("--database: it is dropped and created; its name must contain 'bench'")
     note = f"{commit_note()}; {load_note()}"
     cleanup_on_sigterm()
-    if shutil.which("createdb") is None:
-        print("createdb/dropdb are not installed (Debian: apt-get install postgresql-client)", file=sys.stderr)
-        return 0
-    probe = subprocess.run(["psql", args.pg_server + "/postgres", "-Atc", "SELECT 1"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        print(f"PostgreSQL does not answer at {args.pg_server}: {probe.stderr.strip()}", file=sys.stderr)
+    if not postgres_reachable(args.pg_server):
         return 0
     with throwaway_postgres(args.database, args.pg_server) as url:
         return run(args, url, note)

@@ -55,9 +55,7 @@ import os
 import random
 import re
 import secrets
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -68,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _stack import cleanup_on_sigterm, commit_note, load_note, throwaway_postgres  # noqa: E402
+from _stack import cleanup_on_sigterm, commit_note, load_note, postgres_reachable, throwaway_postgres  # noqa: E402
 
 TARGET_MS = 50
 FEE_BPS = 250
@@ -564,12 +562,7 @@ def main() -> int:
         parser.error("--database: it is dropped and created; its name must contain 'bench'")
     note = f"{commit_note()}; {load_note()}"
     cleanup_on_sigterm()
-    if shutil.which("createdb") is None:
-        print("createdb/dropdb are not installed (Debian: apt-get install postgresql-client)", file=sys.stderr)
-        return 0
-    probe = subprocess.run(["psql", args.pg_server + "/postgres", "-Atc", "SELECT 1"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        print(f"PostgreSQL does not answer at {args.pg_server}: {probe.stderr.strip()}", file=sys.stderr)
+    if not postgres_reachable(args.pg_server):
         return 0
     with throwaway_postgres(args.database, args.pg_server, keep=args.keep) as url:
         if args.keep:
