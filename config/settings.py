@@ -141,7 +141,9 @@ if not 1024**2 <= VERSION_SEGMENT_SIZE <= 1024**3:
 
 # --- jobs (Celery) -------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# without Redis, tasks run eagerly; Celery still opens a broker connection to send one, and
+# kombu warns "No hostname was supplied" for a bare "memory://": name the (in-process) host
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
