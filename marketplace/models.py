@@ -335,7 +335,7 @@ class Receipt(TimeStamped):
     of its batch's Merkle tree. `leaf` is computed when the batch closes, off the download path."""
 
     receipt_id = models.CharField(max_length=66, unique=True)
-    model_id = models.CharField(max_length=66, db_index=True)
+    model_id = models.CharField(max_length=66)  # queried through marketplace_receipt_model_at (model_id, served_at)
     version = models.PositiveIntegerField()
     root_digest = models.CharField(max_length=66)
     file_sha256 = models.CharField(max_length=66)

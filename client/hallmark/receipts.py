@@ -236,7 +236,18 @@ def verify_proof(proof: Sequence[bytes], root: bytes, leaf: bytes) -> bool:
 
 def encode_header(receipt: Receipt) -> str:
     """`X-Hallmark-Receipt`: base64url, without padding, of the canonical JSON."""
-    return base64.urlsafe_b64encode(receipt.canonical_json()).rstrip(b"=").decode("ascii")
+    return _base64url(receipt.canonical_json())
+
+
+def encode_header_json(data: Mapping[str, Any]) -> str:
+    """`encode_header` of a receipt's JSON form that is already normal (what `Receipt.to_json`
+    returns: lower-case 0x bytes32, checksummed addresses, integers), without validating it again:
+    the server's download path, which made those values itself (tests hold the two equal)."""
+    return _base64url(json.dumps(dict(data), sort_keys=True, separators=(",", ":")).encode())
+
+
+def _base64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def decode_header(text: str) -> Receipt:

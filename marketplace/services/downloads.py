@@ -20,6 +20,7 @@ from telemetry import metrics
 from .. import selectors
 from ..errors import Forbidden, Gone, MarketplaceError, NotAuthenticated, Unavailable
 from ..models import ApiToken, Artifact, Download, Receipt, Version
+from .receipts import receipt_insert
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def download_finish(*, download: Download, bytes_sent: int, range_start: int | N
     with transaction.atomic():
         Download.objects.filter(pk=download.pk).update(bytes_sent=F("bytes_sent") + bytes_sent, range_start=range_start)
         if receipt is not None:
-            receipt.save(force_insert=True)
+            receipt_insert(receipt)
     if receipt is not None:
         metrics.RECEIPTS_ISSUED.inc()
 
