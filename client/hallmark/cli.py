@@ -5,7 +5,7 @@
     hallmark buy     vendor/name [--licensee 0x…] [--yes]  pay for a licence from your own key
     hallmark pull    vendor/name [--revision v3] [--dir D] download, then verify against the chain
     hallmark pull    --clean DIR                           remove what an interrupted pull left beside DIR
-    hallmark verify  DIR MODEL@VERSION --rpc URL --registry 0x…   check files against the chain
+    hallmark verify  DIR MODEL@VERSION [--rpc URL] [--registry 0x…] [--endpoint URL]   check files against the chain
     hallmark device  init | register --name NAME | show | report   this device's key and registration
     hallmark watch   [--once] [--interval S] [--update]   check installed models against the chain
     hallmark audit   RECEIPT.json --rpc URL --registry 0x…  check a download receipt against the chain
@@ -15,6 +15,8 @@ Exit codes: 0 success, 1 failure, 2 usage error; `verify` and `pull` exit with t
 outcome (3 tampered, 4 files differ, 5 revoked, 6 unknown model or version, 7 chain unreachable,
 8 signer mismatch); `watch` exits 0 all good, 3 something quarantined, 4 update available, 7 chain
 unreachable; `login` exits 9 when the server asks to sign in to another domain than its own;
+`login`, `publish` and `buy` exit 10 when $HALLMARK_KEYSTORE and $HALLMARK_PRIVATE_KEY are both set
+(say which with --keystore, or unset one);
 `audit` exits 0 valid, 4 not anchored yet, 5 proof not in the anchored batch, 6 root digest not the
 chain's, 7 chain unreachable, 8 version already revoked when served; `recorder` exits 3 when the
 log is damaged.
@@ -24,10 +26,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .console import USAGE, CommandError
+
+if TYPE_CHECKING:
+    from .api import ApiError
 
 COMMANDS = ("login", "publish", "buy", "pull", "verify", "device", "watch", "audit", "recorder")
 
@@ -45,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     marketplace = argparse.ArgumentParser(add_help=False)
     marketplace.add_argument("--endpoint", metavar="URL", help="the marketplace (default: $HALLMARK_ENDPOINT, else the last login's)")
     key = argparse.ArgumentParser(add_help=False)
-    key.add_argument("--keystore", metavar="PATH", help="encrypted JSON keystore (default: $HALLMARK_KEYSTORE; "
-                     "password from $HALLMARK_KEYSTORE_PASSWORD or a prompt), else $HALLMARK_PRIVATE_KEY")
+    key.add_argument("--keystore", metavar="PATH", help="encrypted JSON keystore, which wins over the environment (default: "
+                     "$HALLMARK_KEYSTORE or $HALLMARK_PRIVATE_KEY, refused when both are set; password from "
+                     "$HALLMARK_KEYSTORE_PASSWORD or a prompt)")
     chain = argparse.ArgumentParser(add_help=False)
     chain.add_argument("--rpc", metavar="URL", help="Ethereum JSON-RPC endpoint (default: $HALLMARK_RPC_URL)")
     wait = argparse.ArgumentParser(add_help=False)
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(prefix + str(exc), file=sys.stderr)
         return exc.exit_code
     except ApiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_with_remedy(exc, args)}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -140,6 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def _with_remedy(exc: ApiError, args: argparse.Namespace) -> str:
+    """The server's error, with what to do when it is about the CLI's own state: a saved API
+    token the marketplace no longer knows (revoked, expired, or its data reset by
+    `make clean-data`) is replaced by signing in again, which the server cannot know to say."""
+    if exc.status != 401 or exc.code not in ("invalid_token", "token_expired") or "device token" in exc.message:
+        return str(exc)
+    what = exc.message.removesuffix("; create a new one")
+    given = getattr(args, "endpoint", None)
+    login = f"hallmark login --endpoint {given}" if given else "hallmark login"
+    if os.environ.get("HALLMARK_TOKEN"):
+        return f"{what} [{exc.code}]: the token is $HALLMARK_TOKEN's; set a valid one, or `unset HALLMARK_TOKEN` and run `{login}`"
+    return f"{what} [{exc.code}]: run `{login}` to sign in again and save a new token"
 
 
 if __name__ == "__main__":

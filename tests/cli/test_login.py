@@ -59,3 +59,25 @@ def test_login_refuses_a_sign_in_message_for_another_domain_and_signs_nothing(ch
     assert "refusing to sign" in result.err and "'evil.example'" in result.err and "Nothing was signed" in result.err
     assert not (marketplace_cli.config / "credentials.json").exists()
     assert not SiweNonce.objects.filter(used_at__isnull=False).exists() and not ApiToken.objects.exists()
+
+
+def test_a_saved_token_the_marketplace_no_longer_knows_says_to_run_hallmark_login(chain, marketplace_cli, live_version, tmp_path):
+    from marketplace import services
+
+    assert marketplace_cli.run("login", key=chain.keys[2]).code == 0
+    token = ApiToken.objects.get(name__startswith="hallmark-cli on ")  # the one `login` saved
+    services.api_token_revoke(token=token)  # as in the portal; `make clean-data` forgets it altogether
+    pull = ("pull", "acme/tiny", "--dir", str(tmp_path / "pulled"), "--rpc", chain.rpc_url)
+    revoked = marketplace_cli.run(*pull)
+    assert revoked.code == 1, revoked.text
+    assert revoked.err.strip() == (
+        "error: the API token is unknown or revoked [invalid_token]: run `hallmark login` to sign in again and save a new token"
+    )
+
+    ApiToken.objects.all().delete()  # the database reset under the saved token
+    unknown = marketplace_cli.run(*pull, "--endpoint", marketplace_cli.env["HALLMARK_ENDPOINT"])
+    assert unknown.code == 1 and f"run `hallmark login --endpoint {marketplace_cli.env['HALLMARK_ENDPOINT']}`" in unknown.err
+
+    from_env = marketplace_cli.run(*pull, HALLMARK_TOKEN="hm_no-such-token")
+    assert from_env.code == 1 and "[invalid_token]" in from_env.err
+    assert "unset HALLMARK_TOKEN` and run `hallmark login`" in from_env.err and "create a new one" not in from_env.err

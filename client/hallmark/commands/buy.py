@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _when(value: int | float | str | None) -> str:
-    """An expiry (unix seconds, or ISO 8601 from the API) as `until YYYY-MM-DD HH:MM:SS timezone.utc`."""
+    """An expiry (unix seconds, or ISO 8601 from the API) as `until YYYY-MM-DD HH:MM:SS UTC`."""
     if value is None:
         return "no expiry"
     try:
@@ -75,7 +75,7 @@ def _when(value: int | float | str | None) -> str:
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
     except ValueError:
         return f"until {value}"
-    return "until " + moment.strftime("%Y-%m-%d %H:%M:%S timezone.utc")
+    return "until " + moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _show(offer: dict, account: LocalAccount) -> None:

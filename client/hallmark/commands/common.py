@@ -8,9 +8,10 @@ import re
 from .. import config
 from ..api import Api
 from ..console import CommandError, usage
+from ..manifest import TOOL_STATE_FOLDERS
 
 # tool state kept inside a model folder: ours (`hallmark pull`) and huggingface_hub's (local_dir)
-STATE_FOLDERS = (".hallmark", ".cache/huggingface")
+STATE_FOLDERS = TOOL_STATE_FOLDERS
 
 REPO_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)/([A-Za-z0-9][A-Za-z0-9._-]*)$")
 

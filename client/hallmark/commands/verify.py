@@ -1,6 +1,7 @@
 """`hallmark verify DIR MODEL@VERSION --rpc URL --registry ADDRESS`: check local files against
 the chain alone. MODEL is the 0x model id, `<0x vendor address>/<slug>`, or (with a marketplace
-endpoint) `vendor/name`, resolved to its model id and then checked on chain all the same.
+endpoint) `vendor/name`, resolved to its model id and then checked on chain all the same. With a
+marketplace endpoint, the RPC URL and registry not given are the ones it reports.
 
 The exit code is the outcome (hallmark.verify.Outcome): 0 verified, 3 tampered, 4 files differ,
 5 revoked, 6 unknown model or version, 7 chain unreachable, 8 signer mismatch; 2 usage error.
@@ -12,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,10 +23,9 @@ from .. import config
 from ..api import Api, ApiError
 from ..console import CommandError, say, usage
 from ..eip712 import compute_model_id
-from ..errors import ProvenanceError
 from ..manifest import FileDigest
 from ..verify import Outcome, Verification, verify_directory
-from .common import REPO_ID, STATE_FOLDERS
+from .common import REPO_ID
 
 MODEL_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -40,13 +41,13 @@ def run(args: argparse.Namespace) -> int:
     match = VERSION.match(version_text)
     if not at or not model_text or not match:
         raise usage(f"{args.spec!r}: write MODEL@VERSION, e.g. 0x<model id>@3, 0x<vendor>/<slug>@v3 or vendor/name@v3")
-    rpc_url, registry = chain_options(args)
     try:
         model_id = resolve_model(model_text, args)
     except ApiError as exc:
         if exc.status == 404:
             return report(_unknown(model_text, int(match.group(1)), f"the marketplace has no model {model_text}: {exc.message}"), args.json)
         raise
+    rpc_url, registry = chain_sources(args)
     return check(folder, model_id, int(match.group(1)), rpc_url, registry, as_json=args.json)
 
 
@@ -60,6 +61,39 @@ def chain_options(args: argparse.Namespace, registry_fallback: str | None = None
     if not ADDRESS.match(registry):
         raise usage(f"{registry!r} is not a contract address (0x and 40 hex characters)")
     return rpc_url, to_checksum_address(registry)
+
+
+def chain_sources(args: argparse.Namespace) -> tuple[str, str]:
+    """The RPC URL and registry to verify against: `--rpc`/`--registry`, else $HALLMARK_RPC_URL/
+    $HALLMARK_REGISTRY_ADDRESS, else what the marketplace reports (`GET /api/v1/chain`) when there
+    is one (--endpoint, $HALLMARK_ENDPOINT or the last login's), as `pull` does. Where each came
+    from is said on stderr: a registry the marketplace named is only as good as the marketplace."""
+    rpc_url, rpc_from = _given(args.rpc, "--rpc", "HALLMARK_RPC_URL")
+    registry, registry_from = _given(args.registry, "--registry", "HALLMARK_REGISTRY_ADDRESS")
+    endpoint = config.default_endpoint(args.endpoint) if not (rpc_url and registry) else None
+    if endpoint:
+        try:
+            info = Api(endpoint).get("/api/v1/chain")
+        except ApiError as exc:
+            raise CommandError(f"the marketplace at {endpoint} did not say which chain it uses ({exc}): pass --rpc and --registry") from None
+        info = info if isinstance(info, dict) else {}
+        reported = f"the marketplace at {endpoint}"
+        if not rpc_url and isinstance(info.get("rpc_url"), str) and info["rpc_url"]:
+            rpc_url, rpc_from = info["rpc_url"], reported
+        if not registry and isinstance(info.get("registry_address"), str):
+            registry, registry_from = info["registry_address"], reported
+    rpc_url, registry = chain_options(argparse.Namespace(rpc=rpc_url, registry=registry))
+    pin = "; pin your own with --rpc/--registry or HALLMARK_RPC_URL/HALLMARK_REGISTRY_ADDRESS" if endpoint else ""
+    print(f"chain: {rpc_url} ({rpc_from}), registry {registry} ({registry_from}){pin}", file=sys.stderr, flush=True)
+    return rpc_url, registry
+
+
+def _given(flag: str | None, option: str, variable: str) -> tuple[str | None, str]:
+    if flag:
+        return flag, option
+    if os.environ.get(variable):
+        return os.environ[variable], f"${variable}"
+    return None, ""
 
 
 def resolve_model(text: str, args: argparse.Namespace) -> str:
@@ -98,13 +132,11 @@ def check(
     """Verify `folder` against the chain; `hashed`: its files' digests when the caller computed
     them while writing them (see `verify_directory`)."""
     saved = saved_version(folder, model_id, version)
-    try:
-        result = verify_directory(
-            folder, rpc_url=rpc_url, registry_address=registry, model_id=model_id, version=version,
-            manifest=saved.get("manifest"), metadata=saved.get("metadata"), exclude=STATE_FOLDERS, hashed=hashed,
-        )
-    except ProvenanceError as exc:  # a symbolic link or an unsafe file name in the folder
-        result = Verification(Outcome.FILES_DIFFER, f"{exc} [{exc.code}]", model_id, version)
+    # which files count (tool state left out, the HF cache's links) is verify_directory's rule
+    result = verify_directory(
+        folder, rpc_url=rpc_url, registry_address=registry, model_id=model_id, version=version,
+        manifest=saved.get("manifest"), metadata=saved.get("metadata"), hashed=hashed,
+    )
     return report(result, as_json)
 
 
