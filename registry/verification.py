@@ -16,7 +16,12 @@ from .chain import chain_errors
 def verify_local_files(
     *, directory: str | Path, model_id: str, version: int, manifest: dict | None = None, metadata: dict | None = None
 ) -> Verification:
-    """Check local files against the chain configured here (CHAIN_RPC_URL, the registry)."""
+    """Check local files against the chain configured here (CHAIN_RPC_URL, the registry).
+
+    Which files count is `verify_directory`'s rule, the CLI's too: a `local_dir` download's
+    `.cache/huggingface/` is left out, a huggingface_hub cache's `snapshots/<commit>/` folder is
+    read through its links into `blobs/`, and any other link ends in FILES_DIFFER.
+    """
     record = chain.read_deployment() or {}
     return verify_directory(
         directory,

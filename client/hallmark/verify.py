@@ -18,7 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .manifest import FileDigest, hash_directory, metadata_digest, root_digest
+from .errors import ProvenanceError
+from .manifest import TOOL_STATE_FOLDERS, FileDigest, hash_directory, metadata_digest, root_digest
 from .onchain import hex0x, read_model, to_bytes32
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def verify_directory(
     metadata: dict[str, Any] | None = None,
     from_block: int = 0,
     timeout: float = 10.0,
-    exclude: Iterable[str] = (),
+    exclude: Iterable[str] = TOOL_STATE_FOLDERS,
     hashed: Sequence[FileDigest] | None = None,
 ) -> Verification:
     """Check the files in `directory` are exactly version `version` of `model_id` as signed on chain.
@@ -111,7 +112,15 @@ def verify_directory(
     its digest equals the `metadataDigest` signed on chain, its file list (names, sizes, digests)
     is authenticated too, so a renamed file is caught and a mismatch is explained file by file.
     A `manifest` alone authenticates digests (through the root) but not names.
-    `exclude` leaves tool state folders out of the hashed files (see `hash_directory`).
+
+    Which files are the model (one rule, for the CLI and the server's `manage.py verify_model`
+    alike): every regular file under `directory` but the OMS ignore paths and
+    `exclude` (by default the tool state folders `.hallmark/` and huggingface_hub's
+    `.cache/huggingface/` of a `local_dir` download). When `directory` is a huggingface_hub cache
+    snapshot (`.../models--<owner>--<name>/snapshots/<commit>/`), its relative links into that
+    repository's `blobs/` are followed; any other symbolic link (absolute, leading elsewhere, to a
+    folder, to another link, dangling or looping) ends in FILES_DIFFER with an `unsafe_path`
+    message, as an unsafe file name does: nothing is raised for what the folder holds.
     `hashed`: the digests of exactly the files in `directory`, when the caller computed them as it
     wrote them (`hallmark pull` hashes every byte as it arrives): the folder is not read again.
     """
@@ -123,7 +132,16 @@ def verify_directory(
     raw_id = _model_id_bytes(model_id)
     model_hex = hex0x(raw_id)
     result = Verification(Outcome.VERIFIED, "", model_hex, int(version))
-    local = list(hashed) if hashed is not None else hash_directory(directory, exclude=exclude)
+    try:
+        local = list(hashed) if hashed is not None else hash_directory(directory, exclude=exclude, follow_hf_cache_links=True)
+    except ProvenanceError as exc:  # a symbolic link or an unsafe file name in the folder
+        result.outcome = Outcome.FILES_DIFFER
+        result.message = f"{exc} [{exc.code}]"
+        return result
+    except OSError as exc:  # a file unreadable, or changed into a link while we looked
+        result.outcome = Outcome.FILES_DIFFER
+        result.message = f"could not read {exc.filename or directory}: {exc.strerror or exc}; nothing was verified [unreadable_file]"
+        return result
     result.local_root = root_digest(local) if local else None
 
     try:

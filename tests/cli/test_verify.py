@@ -109,3 +109,52 @@ def test_human_output_names_the_outcome(cli, chain, files, live_version):
     result = cli.run("verify", str(files), f"{live_version.model.chain_model_id}@1", "--rpc", chain.rpc_url, "--registry", chain.address)
     assert result.code == 0 and result.out.startswith("verified: 1 file(s) match version 1")
     assert f"chain root  0x{live_version.root_digest}" in result.out
+
+
+def test_huggingface_downloads_verify_by_the_same_rule_as_the_server(cli, chain, live_server, live_version, make_party, tmp_path):
+    """`hallmark verify` and `manage.py verify_model` share one rule (hallmark.verify.verify_directory):
+    a cache's snapshots/<commit> folder is read through its links into blobs/, a local_dir
+    folder without huggingface_hub's .cache/, and a link out of the cache is refused."""
+    from huggingface_hub import snapshot_download
+
+    from tests.conftest import purchase
+
+    buyer = make_party("buyer", chain.keys[2])
+    purchase(chain, live_version.model.chain_model_id, buyer.key)
+    download = dict(revision="v1", endpoint=live_server.url, token=buyer.token)
+    cached = snapshot_download("acme/tiny", cache_dir=tmp_path / "hub", **download)
+    local = tmp_path / "local"
+    snapshot_download("acme/tiny", local_dir=local, cache_dir=tmp_path / "hub2", **download)
+    spec = f"{live_version.model.chain_model_id}@1"
+
+    def verify(folder) -> tuple[int, dict]:
+        result = cli.run("verify", str(folder), spec, "--rpc", chain.rpc_url, "--registry", chain.address, "--json")
+        return result.code, json.loads(result.out)
+
+    assert verify(cached)[0] == 0 and verify(local)[0] == 0
+    secret = tmp_path / "model.gguf"
+    shutil.copy(local / "model.gguf", secret)  # the signed bytes, but outside the cache
+    link = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / live_version.commit_sha / "model.gguf"
+    link.unlink()
+    link.symlink_to(secret)
+    code, report = verify(cached)
+    assert code == Outcome.FILES_DIFFER and "absolute path" in report["message"] and "[unsafe_path]" in report["message"]
+
+
+def test_with_an_endpoint_the_chain_is_the_one_the_marketplace_reports_and_the_source_is_said(
+    cli, chain, files, live_server, live_version, settings
+):
+    settings.PUBLIC_CHAIN_RPC_URL = chain.rpc_url  # what GET /api/v1/chain reports
+    url = live_server.url
+    found = cli.run("verify", str(files), "acme/tiny@v1", "--endpoint", url)
+    assert found.code == 0 and found.out.startswith("verified: 1 file(s) match version 1"), found.text
+    assert f"chain: {chain.rpc_url} (the marketplace at {url}), registry {chain.address} (the marketplace at {url})" in found.err
+
+    pinned = cli.run("verify", str(files), "acme/tiny@v1", "--endpoint", url, "--rpc", chain.rpc_url,
+                     HALLMARK_REGISTRY_ADDRESS=chain.address)
+    assert pinned.code == 0, pinned.text
+    assert f"chain: {chain.rpc_url} (--rpc), registry {chain.address} ($HALLMARK_REGISTRY_ADDRESS)\n" in pinned.err
+
+    settings.PUBLIC_CHAIN_RPC_URL = ""  # a marketplace that names no public node: the RPC is the user's to give
+    no_rpc = cli.run("verify", str(files), "acme/tiny@v1", "--endpoint", url)
+    assert no_rpc.code == 2 and "--rpc" in no_rpc.err

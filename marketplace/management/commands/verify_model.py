@@ -1,7 +1,12 @@
 """Verify a directory of model files against the chain: `manage.py verify_model DIR REPO_ID REVISION`.
 
-Exit codes: 0 verified, 3 tampered file, 4 extra or missing files, 5 revoked, 6 unknown model
-or version, 7 chain unreachable, 8 published by someone other than the vendor."""
+DIR is the folder as downloaded: a `hf download --local-dir` / `snapshot_download(local_dir=...)`
+folder, or a huggingface_hub cache's `snapshots/<commit>/` folder (the same rule as
+`hallmark verify`, in `hallmark.verify.verify_directory`).
+
+Exit codes: 0 verified, 2 DIR is not a directory, 3 tampered file, 4 extra or missing files (or a
+symbolic link that is not the cache's own, an unsafe name, an unreadable file), 5 revoked,
+6 unknown model or version, 7 chain unreachable, 8 published by someone other than the vendor."""
 
 import json
 import sys
@@ -37,7 +42,7 @@ class Command(BaseCommand):
                 manifest=version.manifest, metadata=version.metadata,
             )
         except FileNotFoundError as exc:
-            raise CommandError(f"no such directory: {exc.filename}") from exc
+            raise CommandError(f"{exc.filename} is not a directory: give the folder the files were downloaded to", returncode=2) from exc
         self._finish(result.as_dict(), options)
 
     def _finish(self, report: dict, options) -> None:
