@@ -90,6 +90,10 @@ class Proxy:
         except OSError:
             pass
         finally:
+            with self.lock:
+                # counts are keyed by id(): a later socket object may get this one's id, and must
+                # not start at this connection's count (it would be cut before its first byte)
+                self._per_connection.pop(id(client), None)
             for sock in (client, upstream):
                 self.sockets.discard(sock)
                 sock.close()
