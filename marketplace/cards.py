@@ -6,6 +6,7 @@ from __future__ import annotations
 import markdown
 import nh3
 from huggingface_hub import ModelCard
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i",
@@ -14,9 +15,17 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "th": {"align"}, "td": {"align"}}
 
 
+def has_front_matter(text: str) -> bool:
+    """Whether the card opens with a YAML block, as huggingface_hub finds it (its own pattern).
+
+    ModelCard logs a warning ("Repo card metadata block was not found") for every card without
+    one, which is a normal card here: only cards that have a block are given to it."""
+    return REGEX_YAML_BLOCK.search(text) is not None
+
+
 def card_front_matter(text: str) -> dict:
     """The card's YAML front matter (license, base_model, tags, ...); {} when there is none."""
-    if not text.strip():
+    if not has_front_matter(text):
         return {}
     try:
         data = ModelCard(text, ignore_metadata_errors=True).data.to_dict()
@@ -26,6 +35,9 @@ def card_front_matter(text: str) -> dict:
 
 
 def card_body(text: str) -> str:
+    """The card's Markdown without its front matter."""
+    if not has_front_matter(text):
+        return text
     try:
         return ModelCard(text, ignore_metadata_errors=True).text
     except Exception:

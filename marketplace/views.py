@@ -12,7 +12,7 @@ from . import selectors
 from .cards import render_card
 from .catalog_filters import CatalogFilterForm
 from .errors import NotFound
-from .models import Model, Vendor
+from .models import Artifact, Model, Vendor
 from .presenters import chain_context, model_lineage_root_first, model_lineage_tree, version_chain_checks
 
 CATALOG_PAGE_SIZE = 24
@@ -106,16 +106,27 @@ def model_page(request, vendor, model):
         }
         for v in versions
     ]
-    # the download example names a file of the newest version hosted here (not an adopted one)
+    # the download example names the weights of the newest version hosted here (not an adopted one)
     hosted = next((e for e in entries if not e["version"].adopted and e["files"]), None)
-    first = hosted["files"][0] if hosted else None
+    example = download_example_file(hosted["files"]) if hosted else None
+    # `main` is the newest live version: when that one is adopted (no files here), name the commit
+    example_revision = "main" if hosted is None or hosted is entries[0] else hosted["version"].commit_sha
     return render(request, "marketplace/model.html", {
         "model": model_obj, "versions": entries, "card_html": render_card(model_obj.card), "lineage": model_lineage_root_first(model=model_obj),
         "lineage_tree": model_lineage_tree(model=model_obj),
         "price_eth": format_eth(model_obj.price_wei), "duration_days": model_obj.license_duration // 86400,
-        "upstream_percent": model_obj.upstream_bps / 100, "first_file": first.path if first else "<file>",
+        "upstream_percent": model_obj.upstream_bps / 100,
+        "download_file": example.path if example else "", "download_revision": example_revision,
         # the Buy panel (_buy.html): the revision to download, and the wallets this session already linked
         "buy_revision": hosted["version"].commit_sha if hosted else "main",
         "buy_wallets": list(selectors.wallet_addresses(user=request.user)) if request.user.is_authenticated else [],
         **chain_context(),
     })
+
+
+def download_example_file(files: list[Artifact]) -> Artifact:
+    """The file the model page's curl example downloads: the model itself, i.e. the largest file
+    that is not a README or other document (the first by path among equals); else the largest."""
+    documents = (".md", ".txt", ".json", ".yaml", ".yml")
+    weights = [a for a in files if not a.path.rsplit("/", 1)[-1].lower().endswith(documents)]
+    return max(weights or files, key=lambda a: a.size)
