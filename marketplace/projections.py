@@ -1,4 +1,5 @@
-"""Indexer projection: models and versions follow their on-chain events (and their rollback).
+"""Indexer projection: models and versions follow their on-chain events (and their rollback);
+a receipt batch whose `ReceiptsAnchored` a reorg removed is anchored again.
 
 The chain is the source of truth: a version whose recorded digest disagrees with the chain is
 marked failed with `chain_mismatch` and is never served. A `VersionPublished` the marketplace
@@ -14,6 +15,7 @@ from __future__ import annotations
 from registry.models import ChainEvent
 
 from .models import Model, Version
+from .services.receipts import receipt_batch_unanchor
 from .services.states import (
     chain_mismatch_message,
     model_mark_live,
@@ -132,6 +134,10 @@ def _undo_version_revoked(event: ChainEvent) -> None:
         version_mark_unrevoked(model=model, number=int(event.args["version"]))
 
 
+def _undo_receipts_anchored(event: ChainEvent) -> None:
+    receipt_batch_unanchor(root=str(event.args["root"]), batch_id=int(event.args["batchId"]))
+
+
 _APPLY = {
     "ModelCreated": _model_created,
     "TermsChanged": _terms_changed,
@@ -143,4 +149,5 @@ _ROLLBACK = {
     "TermsChanged": _undo_terms,
     "VersionPublished": _undo_version_published,
     "VersionRevoked": _undo_version_revoked,
+    "ReceiptsAnchored": _undo_receipts_anchored,
 }

@@ -31,7 +31,14 @@ from eth_utils import is_address, to_checksum_address
 from hallmark import receipts as hallmark_receipts
 from registry.chain import ChainError
 from registry.models import ChainTransaction
-from registry.services import TransactionFailed, TransactionPending, transaction_enqueue, transaction_events, transaction_process
+from registry.services import (
+    TransactionFailed,
+    TransactionPending,
+    transaction_enqueue,
+    transaction_events,
+    transaction_process,
+    transaction_requeue,
+)
 from telemetry import metrics
 
 from ..models import Receipt, ReceiptBatch
@@ -235,6 +242,29 @@ def receipt_batch_confirm(*, batch_pk: int, tx: ChainTransaction) -> ReceiptBatc
         batch.last_error = ""
         batch.save()
     metrics.RECEIPT_BATCHES_ANCHORED.inc()
+    return batch
+
+
+def receipt_batch_unanchor(*, root: str, batch_id: int) -> ReceiptBatch | None:
+    """anchored -> anchoring: a reorg took away the `ReceiptsAnchored` of the batch with this root
+    (called by the indexer's rollback, marketplace/projections.py). Its outbox row goes back to
+    `signed` (the same bytes are broadcast again) and the batch forgets its on-chain id, block and
+    time: the next `receipt_batches_run` confirms it again and records the id the chain gives it
+    then (another batch may have taken the old one). A batch not anchored under that id: None."""
+    with transaction.atomic():
+        batch = ReceiptBatch.objects.select_for_update().filter(
+            root=root.lower(), batch_id=batch_id, state=ReceiptBatch.State.ANCHORED
+        ).first()
+        if batch is None:
+            return None
+        batch.state = ReceiptBatch.State.ANCHORING
+        batch.batch_id = None
+        batch.block_number = None
+        batch.anchored_at = None
+        batch.last_error = "its anchoring transaction left the chain (reorg): waiting for it again"
+        batch.save()
+        if batch.transaction_id is not None:
+            transaction_requeue(transaction_id=batch.transaction_id)
     return batch
 
 

@@ -153,6 +153,36 @@ def test_a_batch_closed_while_the_chain_is_down_is_anchored_once_after_it_is_bac
     assert ChainTransaction.objects.filter(function="anchorReceipts").count() == 1
 
 
+def test_a_reorg_that_removes_an_anchor_anchors_the_batch_again_under_the_id_the_chain_gives_it(
+    chain, live_version, vendor, settings, django_capture_on_commit_callbacks
+):
+    from registry.indexer import indexer_run
+    from tests.marketplace.test_state_changes import reorg_from
+
+    settings.CONFIRMATIONS = 1
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    download(vendor.token)
+    assert services.receipt_batches_run(now=LATER).anchored == 1
+    batch = ReceiptBatch.objects.get()
+    indexer_run()
+    reorg_from(chain, batch.block_number)  # the anchoring transaction's block leaves the chain
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert indexer_run().rolled_back_to is not None
+    batch.refresh_from_db()
+    assert batch.state == ReceiptBatch.State.ANCHORING and batch.batch_id is None and batch.block_number is None
+    assert batch.transaction.status == ChainTransaction.Status.SIGNED  # its same bytes go out again
+    contract = chain_module.registry_contract()
+    assert contract.functions.receiptBatchCount().call() == 0
+
+    again = services.receipt_batches_run(now=LATER)
+    batch.refresh_from_db()
+    assert (again.anchored, again.waiting) == (1, 0)
+    assert batch.state == ReceiptBatch.State.ANCHORED and batch.batch_id == contract.functions.receiptBatchCount().call() == 1
+    assert "0x" + bytes(contract.functions.receiptBatch(batch.batch_id).call()[0]).hex() == batch.root
+    assert ChainTransaction.objects.filter(function="anchorReceipts").count() == 1  # one row, broadcast again
+
+
 def test_who_may_read_a_receipt_and_a_vendors_counts(chain, live_version, vendor, buyer, make_party):
     receipt = hallmark_receipts.decode_header(download(buyer.token)["X-Hallmark-Receipt"])
     path = f"/api/v1/receipts/0x{receipt.receipt_id.hex()}"
