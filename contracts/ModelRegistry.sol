@@ -33,6 +33,10 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
     uint64 private constant _NO_MINIMUM_EXPIRY = 0;
     /// @dev Seats bought by the {purchaseLicense} overloads.
     uint32 private constant _ONE_SEAT = 1;
+    /// @dev What a credit slot holds once opened and empty: a slot holds its payee's credit plus
+    /// this, so it is never zero again and crediting it is an update (5,000 gas), never the
+    /// creation of a slot (22,100). See {_credits}.
+    uint256 private constant _OPEN = 1;
 
     bytes32 private constant _PUBLISH_VERSION_TYPEHASH = keccak256(
         "PublishVersion(bytes32 modelId,uint32 version,bytes32 rootDigest,bytes32 metadataDigest,uint256 deadline)"
@@ -78,21 +82,33 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
         uint64 anchoredAt;
     }
 
+    /// @dev The platform fee, and the fees credited to its recipient since the recipient was set, in
+    /// one slot: every purchase reads the fee and its recipient, and a purchase that pays a fee
+    /// adds it here (one SSTORE on a slot already read, 2,900 gas) instead of reading and writing
+    /// the recipient's credit slot (5,000). {creditOf} and {withdraw} count `accrued` as part of the
+    /// recipient's credit; it moves into {_credits} when the recipient changes or would pass 2^80.
+    struct PlatformFee {
+        uint16 bps;
+        address recipient;
+        uint80 accrued;
+    }
+
     /// @inheritdoc IModelRegistry
     mapping(bytes32 modelId => Model) public models;
 
     mapping(bytes32 modelId => mapping(uint32 version => bytes32 rootDigest)) private _versionDigests;
     mapping(bytes32 modelId => mapping(uint32 version => bool)) private _revoked;
     mapping(bytes32 modelId => mapping(address licensee => License)) private _licenses;
+    /// @dev A payee's credit plus {_OPEN}, or zero for a slot never written. A vendor's slot is opened
+    /// when it registers its first model and a withdrawal leaves it open: the first sale of a model
+    /// (and every sale after a withdrawal) then updates a non-zero slot (5,000 gas) instead of
+    /// creating one (22,100): the vendor pays the 20,000 once, at registration, not a model's first
+    /// buyer. Read it through {_creditIn}.
     mapping(address payee => uint256) private _credits;
 
-    // one slot: both are read by every purchase
-    /// @inheritdoc IModelRegistry
-    uint16 public platformFeeBps;
-    /// @inheritdoc IModelRegistry
-    address public platformFeeRecipient;
-    /// @dev The latest receipt batch id. Declared here on purpose: it packs into the platform fee's
-    /// slot (2 + 20 + 8 bytes), already non-zero, so bumping it costs 5,000 gas rather than 20,000.
+    /// @dev The platform fee (read by every purchase) and the fees accrued to its recipient.
+    PlatformFee private _platformFee;
+    /// @dev The latest receipt batch id.
     uint64 private _receiptBatchCount;
 
     mapping(uint64 batchId => ReceiptBatch) private _receiptBatches;
@@ -145,7 +161,7 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
                 deadline
             )
         );
-        address signer = ECDSA.recover(_hashTypedDataV4(structHash), signature);
+        address signer = ECDSA.recoverCalldata(_hashTypedDataV4(structHash), signature);
         if (signer != vendor) revert InvalidSigner(signer, vendor);
         return _createModel(vendor, slugHash, price, licenseDuration, parentId, upstreamBps);
     }
@@ -185,13 +201,16 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
         bytes calldata signature
     ) external {
         if (block.timestamp > deadline) revert ExpiredSignature(deadline);
-        Model storage model = _existingModel(modelId);
+        Model storage model = models[modelId];
         address vendor = model.vendor;
+        uint32 latest = model.latestVersion;
+        if (vendor == address(0)) revert UnknownModel(modelId);
         bytes32 structHash =
             keccak256(abi.encode(_PUBLISH_VERSION_TYPEHASH, modelId, version, rootDigest, metadataDigest, deadline));
-        address signer = ECDSA.recover(_hashTypedDataV4(structHash), signature);
+        // from calldata: the signature is not copied to memory first
+        address signer = ECDSA.recoverCalldata(_hashTypedDataV4(structHash), signature);
         if (signer != vendor) revert InvalidSigner(signer, vendor);
-        uint32 expected = model.latestVersion + 1;
+        uint32 expected = latest + 1;
         if (version != expected) revert UnexpectedVersion(expected, version);
         _publish(model, modelId, version, rootDigest, metadataDigest, signer);
     }
@@ -233,9 +252,15 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
 
     /// @inheritdoc IModelRegistry
     function withdraw() external nonReentrant {
-        uint256 amount = _credits[msg.sender];
+        uint256 amount = _creditIn(_credits[msg.sender]);
+        PlatformFee memory platform = _platformFee;
+        if (msg.sender == platform.recipient && platform.accrued != 0) {
+            amount += platform.accrued;
+            _platformFee.accrued = 0;
+        }
         if (amount == 0) revert NothingToWithdraw(msg.sender);
-        _credits[msg.sender] = 0;
+        // left open, not zeroed: the next credit to this payee is an update, not a new slot
+        _credits[msg.sender] = _OPEN;
         emit Withdrawn(msg.sender, amount);
         (bool ok,) = payable(msg.sender).call{value: amount}("");
         if (!ok) revert WithdrawFailed(msg.sender, amount);
@@ -323,7 +348,19 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
 
     /// @inheritdoc IModelRegistry
     function creditOf(address payee) external view returns (uint256) {
-        return _credits[payee];
+        uint256 credit = _creditIn(_credits[payee]);
+        PlatformFee memory platform = _platformFee;
+        return payee == platform.recipient ? credit + platform.accrued : credit;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function platformFeeBps() external view returns (uint16) {
+        return _platformFee.bps;
+    }
+
+    /// @inheritdoc IModelRegistry
+    function platformFeeRecipient() external view returns (address) {
+        return _platformFee.recipient;
     }
 
     /// @inheritdoc IModelRegistry
@@ -363,6 +400,8 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
             if (parentDepth >= MAX_LINEAGE_DEPTH) revert LineageTooDeep(parentId, parentDepth);
             depth = parentDepth + 1;
         }
+        // the vendor's credit slot is opened here, once per vendor, so that no sale creates it
+        if (_credits[vendor] == 0) _credits[vendor] = _OPEN;
         models[modelId] = Model({
             vendor: vendor,
             latestVersion: 0,
@@ -393,6 +432,8 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
     /// @dev `seats` is 1..{MAX_SEATS_PER_PURCHASE} (checked by the callers); the price and its split
     /// are those of one sale of `price * seats` wei. `addToPerpetual` is false for the one-seat
     /// overloads, which keep refusing a held perpetual licence ({LicenseAlreadyPerpetual}).
+    /// Each model slot is read once into locals (slot 0: vendor, upstreamBps, listed; slot 1: price,
+    /// licenseDuration), so no field is read from storage twice.
     function _purchaseLicense(
         bytes32 modelId,
         address licensee,
@@ -401,30 +442,41 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
         uint64 minExpiresAt,
         bool addToPerpetual
     ) private {
-        Model storage model = _existingModel(modelId);
+        Model storage model = models[modelId];
+        address vendor = model.vendor;
+        uint16 upstreamBps = model.upstreamBps;
+        if (vendor == address(0)) revert UnknownModel(modelId);
         if (!model.listed) revert NotListed(modelId);
         if (licensee == address(0)) revert InvalidLicensee(licensee);
-        // uint96 * uint32 < 2^128: cannot overflow
-        uint256 price = uint256(model.price) * seats;
+        uint96 unitPrice = model.price;
+        uint64 duration = model.licenseDuration;
+        uint256 price;
+        unchecked {
+            // uint96 * uint32 < 2^128: cannot overflow
+            price = uint256(unitPrice) * seats;
+        }
         if (price > maxPrice) revert PriceAboveMax(price, maxPrice);
         if (msg.value < price) revert InsufficientPayment(price, msg.value);
+        {
+            (uint64 expiresAt, uint32 held) = _extendLicense(modelId, licensee, duration, seats, addToPerpetual);
+            if (expiresAt < minExpiresAt) revert ExpiryBelowMinimum(expiresAt, minExpiresAt);
+            emit LicensePurchased(modelId, licensee, msg.sender, price, expiresAt, held);
+        }
 
-        (uint64 expiresAt, uint32 held) =
-            _extendLicense(modelId, licensee, model.licenseDuration, seats, addToPerpetual);
-        if (expiresAt < minExpiresAt) revert ExpiryBelowMinimum(expiresAt, minExpiresAt);
-        emit LicensePurchased(modelId, licensee, msg.sender, price, expiresAt, held);
-
-        _splitPayment(modelId, model, price);
+        _splitPayment(modelId, vendor, upstreamBps, model, price);
         if (msg.value > price) {
-            uint256 excess = msg.value - price;
-            _credits[msg.sender] += excess;
+            uint256 excess;
+            unchecked {
+                excess = msg.value - price;
+            }
+            _addCredit(msg.sender, excess);
             emit OverpaymentCredited(msg.sender, modelId, excess);
         }
     }
 
-    /// @dev The licence after buying `seats` seats, written in one SSTORE. A held perpetual licence
-    /// gains the seats (perpetual model, {purchaseLicenseSeats} only); a valid timed licence is
-    /// renewed for at least the seats it holds, and every seat shares the new expiry; a licence
+    /// @dev The licence after buying `seats` seats, read and written in one SSTORE. A held perpetual
+    /// licence gains the seats (perpetual model, {purchaseLicenseSeats} only); a valid timed licence
+    /// is renewed for at least the seats it holds, and every seat shares the new expiry; a licence
     /// never bought or expired starts again with `seats`.
     function _extendLicense(bytes32 modelId, address licensee, uint64 duration, uint32 seats, bool addToPerpetual)
         private
@@ -432,17 +484,18 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
     {
         License storage license = _licenses[modelId][licensee];
         uint64 current = license.expiresAt;
+        uint32 seatsHeld = license.seats;
         if (current == PERPETUAL) {
             // more seats at a timed price would be perpetual seats sold as timed ones
             if (!addToPerpetual || duration != _PERPETUAL_DURATION) revert LicenseAlreadyPerpetual(modelId, licensee);
-            uint256 total = uint256(license.seats) + seats;
+            uint256 total = uint256(seatsHeld) + seats;
             if (total > type(uint32).max) revert InvalidSeatCount(seats);
             expiresAt = PERPETUAL;
             held = uint32(total);
         } else {
             bool valid = current > block.timestamp;
             // a renewal covers every seat held: fewer would drop paid seats without saying so
-            if (valid && seats < license.seats) revert SeatsBelowHeld(license.seats);
+            if (valid && seats < seatsHeld) revert SeatsBelowHeld(seatsHeld);
             held = seats;
             if (duration == _PERPETUAL_DURATION) {
                 expiresAt = PERPETUAL;
@@ -462,57 +515,96 @@ contract ModelRegistry is IModelRegistry, EIP712, Ownable2Step, ReentrancyGuardT
     /// remaining * b0 * ... * b(k-1) * (10000 - bk) / 10000^(k+1), where bi is model i's upstreamBps
     /// and the last ancestor (upstreamBps 0, e.g. a root model) keeps all that reaches it. The bought
     /// model's vendor gets the rest, so it receives every wei of rounding dust and the credits sum
-    /// to `price` exactly. Depth <= {MAX_LINEAGE_DEPTH} keeps remaining * 10000^9 far below 2^256.
-    function _splitPayment(bytes32 modelId, Model storage model, uint256 price) private {
-        uint256 fee = (price * platformFeeBps) / _BPS;
-        if (fee != 0) {
-            // its own event, not a RoyaltyCredited: readers tell the platform's share from a
-            // vendor's without replaying fee history, at the same gas (same topics, same data)
-            address recipient = platformFeeRecipient;
-            _credits[recipient] += fee;
-            emit PlatformFeeCredited(recipient, modelId, fee);
-        }
-        uint256 remaining = price - fee;
-
-        uint256 paidUpstream;
-        uint16 bps = model.upstreamBps;
-        if (bps != 0 && remaining != 0) {
-            uint256 numerator = remaining * bps;
-            uint256 denominator = _BPS;
-            bytes32 ancestorId = model.parentId;
-            while (true) {
-                Model storage ancestor = models[ancestorId];
-                uint16 ancestorBps = ancestor.upstreamBps;
-                uint256 share;
-                if (ancestorBps == 0) {
-                    share = numerator / denominator;
-                    _credit(ancestor.vendor, ancestorId, share);
-                    paidUpstream += share;
-                    break;
+    /// to `price` exactly. `vendor` and `upstreamBps` are the bought model's, read by the caller.
+    ///
+    /// Unchecked arithmetic, bounds proven: `price` < 2^128 (uint96 * uint32), so `price * bps` and
+    /// every numerator (remaining * 10000^9 at most, depth <= {MAX_LINEAGE_DEPTH}) stay far below
+    /// 2^256; `fee` <= `price` and the shares paid upstream sum to at most `remaining` (each is a
+    /// floor of a part of it), so no subtraction underflows.
+    function _splitPayment(bytes32 modelId, address vendor, uint16 upstreamBps, Model storage model, uint256 price)
+        private
+    {
+        PlatformFee memory platform = _platformFee;
+        uint256 remaining;
+        unchecked {
+            uint256 fee = (price * platform.bps) / _BPS;
+            if (fee != 0) {
+                // its own event, not a RoyaltyCredited: readers tell the platform's share from a
+                // vendor's without replaying fee history, at the same gas (same topics, same data)
+                uint256 accrued = platform.accrued + fee;
+                if (accrued > type(uint80).max) {
+                    _addCredit(platform.recipient, accrued);
+                    accrued = 0;
                 }
-                share = (numerator * (_BPS - ancestorBps)) / (denominator * _BPS);
-                _credit(ancestor.vendor, ancestorId, share);
-                paidUpstream += share;
-                numerator *= ancestorBps;
-                denominator *= _BPS;
-                ancestorId = ancestor.parentId;
+                _platformFee = PlatformFee({bps: platform.bps, recipient: platform.recipient, accrued: uint80(accrued)});
+                emit PlatformFeeCredited(platform.recipient, modelId, fee);
             }
+            remaining = price - fee;
+
+            uint256 paidUpstream;
+            if (upstreamBps != 0 && remaining != 0) {
+                uint256 numerator = remaining * upstreamBps;
+                uint256 denominator = _BPS;
+                bytes32 ancestorId = model.parentId;
+                while (true) {
+                    Model storage ancestor = models[ancestorId];
+                    address ancestorVendor = ancestor.vendor;
+                    uint16 ancestorBps = ancestor.upstreamBps;
+                    uint256 share;
+                    if (ancestorBps == 0) {
+                        share = numerator / denominator;
+                        _credit(ancestorVendor, ancestorId, share);
+                        paidUpstream += share;
+                        break;
+                    }
+                    share = (numerator * (_BPS - ancestorBps)) / (denominator * _BPS);
+                    _credit(ancestorVendor, ancestorId, share);
+                    paidUpstream += share;
+                    numerator *= ancestorBps;
+                    denominator *= _BPS;
+                    ancestorId = ancestor.parentId;
+                }
+            }
+            remaining -= paidUpstream;
         }
-        _credit(model.vendor, modelId, remaining - paidUpstream);
+        _credit(vendor, modelId, remaining);
     }
 
     /// @dev Credits a model's vendor for a position in the lineage; zero amounts are not recorded.
     function _credit(address payee, bytes32 modelId, uint256 amount) private {
         if (amount == 0) return;
-        _credits[payee] += amount;
+        _addCredit(payee, amount);
         emit RoyaltyCredited(payee, modelId, amount);
     }
 
+    /// @dev Adds to a payee's credit slot, opening it ({_OPEN}) if it never was. Unchecked: every
+    /// credited wei was paid in, so a credit stays below the ether supply, far below 2^256.
+    function _addCredit(address payee, uint256 amount) private {
+        uint256 slot = _credits[payee];
+        uint256 opening;
+        // branch-free, so the optimizer computes the mapping slot's hash once for the read and write
+        assembly ("memory-safe") {
+            opening := iszero(slot) // == _OPEN when the slot was never written
+        }
+        unchecked {
+            _credits[payee] = slot + opening + amount;
+        }
+    }
+
+    /// @dev The credit a {_credits} slot holds.
+    function _creditIn(uint256 slot) private pure returns (uint256) {
+        unchecked {
+            return slot == 0 ? 0 : slot - _OPEN;
+        }
+    }
+
+    /// @dev Sets the fee; the fees accrued for the recipient until now move into its credit slot.
     function _setPlatformFee(uint16 bps, address recipient) private {
         if (bps > MAX_PLATFORM_FEE_BPS) revert PlatformFeeTooHigh(bps, MAX_PLATFORM_FEE_BPS);
         if (recipient == address(0)) revert InvalidFeeRecipient(recipient);
-        platformFeeBps = bps;
-        platformFeeRecipient = recipient;
+        PlatformFee memory previous = _platformFee;
+        if (previous.accrued != 0) _addCredit(previous.recipient, previous.accrued);
+        _platformFee = PlatformFee({bps: bps, recipient: recipient, accrued: 0});
         emit PlatformFeeChanged(bps, recipient);
     }
 
