@@ -7,6 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install run seed lint test compile check-artifact clean-data screenshots
 CHROMIUM ?= /usr/bin/chromium
+SKOPEO ?= /usr/bin/skopeo
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -32,6 +33,11 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium
 
+# the OCI registry's tests pull with Debian's skopeo (tests/marketplace/test_oci_clients.py)
+$(SKOPEO):
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends skopeo
+
 ## lint: ruff (ruff.toml), the layering contracts (.importlinter, docs/architecture.md), mypy on the client
 lint: install
 	$(VENV)/bin/ruff check .
@@ -39,7 +45,7 @@ lint: install
 	cd client && ../$(VENV)/bin/mypy
 
 ## test: lint first (so CI holds it), then the whole suite against PostgreSQL, Redis + a real Celery worker, anvil and the contract
-test: install lint $(CHROMIUM)
+test: install lint $(CHROMIUM) $(SKOPEO)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
 	$(PY) -m pytest $(PYTEST_ARGS)

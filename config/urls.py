@@ -3,11 +3,12 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from marketplace import ops, portal, views
 from marketplace.api import huggingface as hf
+from marketplace.api import oci
 
 urlpatterns = [
     path("healthz", ops.healthz, name="healthz"),
@@ -22,6 +23,14 @@ urlpatterns = [
     path("api/models/<str:vendor>/<str:model>/revision/<str:revision>", hf.ModelInfoView.as_view(), name="hf-model-revision"),
     path("api/models/<str:vendor>/<str:model>/tree/<str:revision>", hf.ModelTreeView.as_view(), name="hf-model-tree"),
     path("api/models/<str:vendor>/<str:model>/tree/<str:revision>/<path:path>", hf.ModelTreeView.as_view()),
+    # OCI Distribution, pull side (CNCF ModelPack artifacts): before the pages, which catch `/<vendor>/<model>`
+    path("v2/", oci.base, name="oci-base"),
+    path("v2/token", oci.token, name="oci-token"),
+    path("v2/<str:vendor>/<str:model>/manifests/<str:reference>", oci.manifest, name="oci-manifest"),
+    path("v2/<str:vendor>/<str:model>/blobs/<str:digest>", oci.blob, name="oci-blob"),
+    path("v2/<str:vendor>/<str:model>/tags/list", oci.tags, name="oci-tags"),
+    path("v2/<str:vendor>/<str:model>/referrers/<str:digest>", oci.referrers, name="oci-referrers"),
+    re_path(r"^v2/(?P<rest>.*)$", oci.unsupported, name="oci-unsupported"),
     path("portal/signup", portal.signup, name="signup"),
     path("portal/login", auth_views.LoginView.as_view(template_name="marketplace/portal/login.html"), name="login"),
     path("portal/logout", auth_views.LogoutView.as_view(), name="logout"),

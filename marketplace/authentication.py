@@ -45,6 +45,12 @@ def authenticate(request, *, device_allowed: bool = False):
     key = bearer_key(request)
     if key is None:
         return request.user, None
+    return key_authenticate(key, device_allowed=device_allowed)
+
+
+def key_authenticate(key: str, *, device_allowed: bool = False):
+    """(user, token) for an API or device token sent some other way than a bearer header (the
+    OCI registry's token endpoint takes it as the basic-auth password); errors as `authenticate`."""
     if key.startswith(DEVICE_TOKEN_PREFIX):
         return _device(key, device_allowed)
     token = api_token_authenticate(key)

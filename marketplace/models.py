@@ -62,6 +62,32 @@ class Vendor(TimeStamped):
         return self.slug
 
 
+class VendorSigningKey(TimeStamped):
+    """A vendor's NIST P-256 public key for OpenSSF Model Signing bundles (hallmark/oms.py).
+
+    Registered by the vendor (`POST /api/v1/vendors/<vendor>/keys`) and public. The newest key
+    not retired is the current one: a version hashed while it is current names its `sha256` in
+    its signed metadata (`signing_key`), so older versions keep naming older keys, which stay
+    listed."""
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.CASCADE, related_name="signing_keys")
+    algorithm = models.CharField(max_length=32, default="ecdsa-p256-sha256")
+    public_key_pem = models.TextField(help_text="SubjectPublicKeyInfo PEM")
+    sha256 = models.CharField(max_length=64, help_text="hex SHA-256 of the DER SubjectPublicKeyInfo")
+    retired_at = models.DateTimeField(null=True, blank=True, help_text="set when a newer key replaced it")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["vendor", "sha256"], name="signing_key_unique_vendor_sha256"),
+            models.UniqueConstraint(
+                fields=["vendor"], condition=Q(retired_at__isnull=True), name="signing_key_one_current_per_vendor"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vendor} {self.sha256[:16]}…"
+
+
 class Model(TimeStamped):
     """A vendor's model: terms and lineage, registered on chain under `chain_model_id`.
 
@@ -200,6 +226,10 @@ class Version(TimeStamped):
     )
     adopted = models.BooleanField(
         default=False, help_text="published on chain without this marketplace (no files hosted here)"
+    )
+    oms_bundle = models.JSONField(
+        null=True, blank=True,
+        help_text="the vendor's OpenSSF Model Signing bundle (served as model.sig), checked against the manifest and key",
     )
 
     class Meta:

@@ -14,7 +14,7 @@ OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def family_of(request) -> str:
-    """resolve | hf_api | api | portal | pages | admin | static | health | metrics | unmatched."""
+    """resolve | hf_api | oci | api | portal | pages | admin | static | health | metrics | unmatched."""
     path = request.path_info or "/"
     if path in OPS_PATHS:
         return "metrics" if path == "/metrics" else "health"
@@ -24,6 +24,8 @@ def family_of(request) -> str:
         return "resolve"
     if path.startswith("/api/models/"):
         return "hf_api"
+    if path.startswith("/v2/"):
+        return "oci"  # the OCI registry (marketplace/api/oci.py)
     if path.startswith("/api/"):
         return "api"
     if path.startswith("/portal/"):

@@ -7,13 +7,15 @@
     hallmark pull    --clean DIR                           remove what an interrupted pull left beside DIR
     hallmark verify  DIR MODEL@VERSION [--rpc URL] [--registry 0x…] [--endpoint URL]   check files against the chain
     hallmark device  init | register --name NAME | show | report   this device's key and registration
+    hallmark keys    init [--out PEM] | register | show    your P-256 key for OpenSSF Model Signing (model.sig)
     hallmark watch   [--once] [--interval S] [--update]   check installed models against the chain
     hallmark audit   RECEIPT.json --rpc URL --registry 0x…  check a download receipt against the chain
     hallmark recorder verify | export DIR                  check or hand over the device's flight recorder
 
 Exit codes: 0 success, 1 failure, 2 usage error; `verify` and `pull` exit with the verification
 outcome (3 tampered, 4 files differ, 5 revoked, 6 unknown model or version, 7 chain unreachable,
-8 signer mismatch); `watch` exits 0 all good, 3 something quarantined, 4 update available, 7 chain
+8 signer mismatch; `verify` 11 when the files match but the OMS signature beside them, model.sig, is
+invalid); `watch` exits 0 all good, 3 something quarantined, 4 update available, 7 chain
 unreachable; `login` exits 9 when the server asks to sign in to another domain than its own;
 `login`, `publish` and `buy` exit 10 when $HALLMARK_KEYSTORE and $HALLMARK_PRIVATE_KEY are both set
 (say which with --keystore, or unset one);
@@ -36,7 +38,7 @@ from .console import USAGE, CommandError
 if TYPE_CHECKING:
     from .api import ApiError
 
-COMMANDS = ("login", "publish", "buy", "pull", "verify", "device", "watch", "audit", "recorder")
+COMMANDS = ("login", "publish", "buy", "pull", "verify", "device", "keys", "watch", "audit", "recorder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hallmark",
         description="Hallmark: publish, buy, download and verify edge models with on-chain provenance.",
         epilog="Environment: HALLMARK_ENDPOINT, HALLMARK_TOKEN, HALLMARK_CONFIG_DIR, HALLMARK_PRIVATE_KEY, HALLMARK_KEYSTORE, "
-        "HALLMARK_KEYSTORE_PASSWORD, HALLMARK_RPC_URL, HALLMARK_REGISTRY_ADDRESS. See docs/cli.md.",
+        "HALLMARK_KEYSTORE_PASSWORD, HALLMARK_SIGNING_KEY, HALLMARK_RPC_URL, HALLMARK_REGISTRY_ADDRESS. See docs/cli.md.",
     )
     parser.add_argument("--version", action="version", version=f"hallmark {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -68,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--model", required=True, metavar="VENDOR/NAME", help="a model you registered already")
     publish.add_argument("--no-wait", action="store_true", help="return once the signature is accepted, before the chain confirms")
     publish.add_argument("--draft", type=int, metavar="ID", help="continue this draft (e.g. one uploaded in the portal) instead of a new one")
+    publish.add_argument("--signing-key", metavar="PEM", help="P-256 key that signs the OMS bundle, model.sig (default: "
+                         "$HALLMARK_SIGNING_KEY, else the one `hallmark keys init` made, if any)")
 
     buy = sub.add_parser("buy", parents=[marketplace, key, chain, wait], help="buy a licence, paid from your key")
     buy.add_argument("repo", metavar="VENDOR/NAME")
@@ -91,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", parents=[marketplace, chain, verify_options], help="check files against the chain")
     verify.add_argument("directory", metavar="DIR")
     verify.add_argument("spec", metavar="MODEL@VERSION", help="0x<model id>@3, 0x<vendor address>/<slug>@v3, or vendor/name@v3 with --endpoint")
+    verify.add_argument("--public-key", metavar="PEM", help="the vendor's P-256 public key, to check DIR/model.sig with (default: the "
+                        "vendor's keys the marketplace lists; only the one the signed metadata names is used)")
 
     device = sub.add_parser("device", help="this device's key, its registration and its inventory report")
     device_sub = device.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -100,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     show = device_sub.add_parser("show", help="the device's address and registration")
     show.add_argument("--json", action="store_true")
     device_sub.add_parser("report", parents=[marketplace], help="post the signed inventory to the marketplace")
+
+    keys = sub.add_parser("keys", help="your P-256 key for OpenSSF Model Signing bundles (model.sig)")
+    keys_sub = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    keys_init = keys_sub.add_parser("init", help="make the key (PEM, 0600) and print its public key")
+    keys_init.add_argument("--out", metavar="PEM", help="where the private key goes (default: $HALLMARK_SIGNING_KEY, else "
+                           "oms-signing-key.pem in the config folder)")
+    keys_init.add_argument("--force", action="store_true", help="replace an existing key")
+    keys_register = keys_sub.add_parser("register", parents=[marketplace], help="publish the public key with your vendor account")
+    keys_register.add_argument("--key", metavar="PEM", help="the private key (default: as for init)")
+    keys_register.add_argument("--vendor", metavar="SLUG", help="your vendor slug (default: read from your models)")
+    keys_show = keys_sub.add_parser("show", help="print the public key and its sha256")
+    keys_show.add_argument("--key", metavar="PEM", help="the private key (default: as for init)")
 
     watch = sub.add_parser("watch", parents=[chain], help="check installed models against the chain, quarantine what must not run")
     watch.add_argument("--registry", metavar="0x…", help="the ModelRegistry address (default: $HALLMARK_REGISTRY_ADDRESS, else the one `pull` saw)")

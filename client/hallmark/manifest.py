@@ -26,9 +26,13 @@ PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 IGNORE_PATHS = (".gitignore", ".github", ".git", ".gitattributes")
 HASH_BLOCK_SIZE = 8 * 1024 * 1024  # large reads keep hashlib at OpenSSL speed
 MAX_PATH_LENGTH = 1024
-# tool state kept inside a model folder, never part of the model: what `hallmark pull` saves
-# (`.hallmark`) and huggingface_hub's download state in a `local_dir` (`.cache/huggingface`)
-TOOL_STATE_FOLDERS = (".hallmark", ".cache/huggingface")
+# the OpenSSF Model Signing signature served beside a version's files (hallmark/oms.py): never a
+# file of the model (the OMS verifier leaves it out too), so refused as an upload name
+SIGNATURE_FILE = "model.sig"
+# what tools keep inside a model folder, never part of the model: what `hallmark pull` saves
+# (`.hallmark`), huggingface_hub's download state in a `local_dir` (`.cache/huggingface`) and the
+# OMS signature beside the files (`model.sig`)
+TOOL_STATE_FOLDERS = (".hallmark", ".cache/huggingface", SIGNATURE_FILE)
 # huggingface_hub names each cached repository `<type>s--<owner>--<name>` (file_download.py)
 HF_CACHE_REPO = re.compile(r"^(models|datasets|spaces)--.")
 
@@ -49,7 +53,8 @@ def validate_relative_path(name: str) -> str:
     """Return `name` if it is a safe relative POSIX path inside a model directory, else raise.
 
     Refused: empty names, absolute paths, `..` or `.` segments, empty segments, backslashes,
-    NUL and other control characters, and the paths OMS ignores (`.git`, `.github`, ...).
+    NUL and other control characters, the paths OMS ignores (`.git`, `.github`, ...) and
+    `model.sig` at the top (the OMS signature served beside the files).
     """
     if not isinstance(name, str) or not name:
         raise UnsafePath("file name is empty")
@@ -67,6 +72,8 @@ def validate_relative_path(name: str) -> str:
             raise UnsafePath(f"file name {name!r} has an empty, '.' or '..' segment")
     if segments[0] in IGNORE_PATHS:
         raise UnsafePath(f"file name {name!r} is under {segments[0]!r}, which manifests ignore")
+    if name == SIGNATURE_FILE:
+        raise UnsafePath(f"{SIGNATURE_FILE!r} is the name of the OMS signature served beside a version's files; rename the file")
     return name
 
 

@@ -38,6 +38,7 @@ class Outcome(enum.IntEnum):
     UNKNOWN_VERSION = 6
     CHAIN_UNAVAILABLE = 7
     SIGNER_MISMATCH = 8
+    SIGNATURE_INVALID = 11  # the files match the chain, but the OMS signature beside them (model.sig) does not
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Verification:
     tampered: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    metadata_digest: str | None = None  # the one signed on chain (VersionPublished), hex
 
     @property
     def ok(self) -> bool:
@@ -175,6 +177,7 @@ def verify_directory(
         return result
     result.chain_root = chain_root.hex()
     result.signer = signer
+    result.metadata_digest = signed_metadata
 
     expected, names_signed = _expected_files(result, manifest, metadata, signed_metadata)
     if result.local_root != result.chain_root:

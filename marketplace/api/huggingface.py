@@ -6,8 +6,10 @@ Errors carry `X-Error-Code` (RepoNotFound, RevisionNotFound, EntryNotFound, Gate
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import unquote
 
+from django.http import HttpResponse
 from django.views import View
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -18,6 +20,7 @@ from .. import selectors, services
 from ..authentication import authenticate
 from ..errors import MarketplaceError
 from ..models import Version
+from ..oms import OMS_BUNDLE_MEDIA_TYPE, OMS_SIGNATURE_FILE, oms_bundle_bytes
 from .errors import error_from, error_response
 from .files import file_response
 from .throttles import download_rate_wait, rate_limit_ident
@@ -51,7 +54,7 @@ def _info(version: Version) -> dict:
         "likes": 0,
         "tags": [f for f in (version.metadata or {}).get("formats", [])],
         "library_name": "gguf" if "gguf" in (version.metadata or {}).get("formats", []) else None,
-        "siblings": [_sibling(a) for a in artifacts],
+        "siblings": [_sibling(a) for a in artifacts] + _signature_siblings(version),
         "usedStorage": sum(a.size for a in artifacts),
         "hallmark": {
             "model_id": model.chain_model_id,
@@ -61,6 +64,12 @@ def _info(version: Version) -> dict:
             "signer": version.signer,
         },
     }
+
+
+def _signature_siblings(version: Version) -> list[dict]:
+    """`model.sig` beside the files when the vendor signed an OMS bundle (not an LFS file: small)."""
+    body = oms_bundle_bytes(version)
+    return [] if body is None else [{"rfilename": OMS_SIGNATURE_FILE, "size": len(body)}]
 
 
 class ModelInfoView(APIView):
@@ -110,6 +119,9 @@ class ModelTreeView(APIView):
                     "lfs": {"oid": artifact.sha256, "size": artifact.size, "pointerSize": POINTER_SIZE},
                 }
             )
+        body = oms_bundle_bytes(version) if not prefix else None
+        if body is not None:  # the OMS signature, beside the files (marketplace/oms.py)
+            entries.append({"type": "file", "oid": hashlib.sha1(body).hexdigest(), "size": len(body), "path": OMS_SIGNATURE_FILE})
         return Response(entries)
 
 
@@ -141,6 +153,8 @@ class ResolveView(View):
             return error_response(
                 "rate_limited", f"too many requests for this account; retry in {wait} s", 429, {"Retry-After": str(wait)}
             )
+        if path == OMS_SIGNATURE_FILE:
+            return _signature_response(request, vendor, model, unquote(revision))
         try:
             start = services.download_start(
                 user=user, token=token, vendor_slug=vendor, model_slug=model, revision=unquote(revision), path=path,
@@ -148,33 +162,64 @@ class ResolveView(View):
             )
         except MarketplaceError as exc:
             return error_from(exc)
-        download = start.download
-        receipts: list = []  # the GET's receipt, saved with the bytes sent (services/receipts.py)
-        if download is None:  # a HEAD
-            on_done = _nothing_sent
-        else:
-            def on_done(bytes_sent: int, range_start: int | None) -> None:
-                services.download_finish(
-                    download=download, bytes_sent=bytes_sent, range_start=range_start, receipt=receipts.pop() if receipts else None
-                )
+        return download_response(request, start)
 
-            def receipt(range_start: int, range_end: int) -> str:
-                row, header = services.receipt_issue(start=start, range_start=range_start, range_end=range_end)
-                if row is not None:
-                    receipts.append(row)
-                return header
 
-        response = file_response(
-            start.artifact,
-            commit=start.version.commit_sha,
-            method=request.method,
-            range_header=request.META.get("HTTP_RANGE"),
-            on_done=on_done,
-            receipt=None if download is None else receipt,
+def download_response(request, start: services.downloads.DownloadStart) -> HttpResponse:
+    """The file a granted `download_start` names, streamed (Range aware), with its receipt, and
+    the bytes sent recorded once the body is done: the resolve view's answer, and the OCI
+    registry's for a layer blob (api/oci.py), so both doors record a download alike."""
+    download = start.download
+    receipts: list = []  # the GET's receipt, saved with the bytes sent (services/receipts.py)
+    if download is None:  # a HEAD
+        on_done = _nothing_sent
+    else:
+        def on_done(bytes_sent: int, range_start: int | None) -> None:
+            services.download_finish(
+                download=download, bytes_sent=bytes_sent, range_start=range_start, receipt=receipts.pop() if receipts else None
+            )
+
+        def receipt(range_start: int, range_end: int) -> str:
+            row, header = services.receipt_issue(start=start, range_start=range_start, range_end=range_end)
+            if row is not None:
+                receipts.append(row)
+            return header
+
+    response = file_response(
+        start.artifact,
+        commit=start.version.commit_sha,
+        method=request.method,
+        range_header=request.META.get("HTTP_RANGE"),
+        on_done=on_done,
+        receipt=None if download is None else receipt,
+    )
+    if download is not None and response.status_code != 200:
+        services.download_answered(download=download, status_code=response.status_code)
+    return response
+
+
+def _signature_response(request, vendor: str, model: str, revision: str) -> HttpResponse:
+    """The version's OMS signature bundle as `model.sig`: public like the model page (a signature
+    is no secret: it names only digests), so no licence is checked and no download recorded.
+    EntryNotFound when the vendor signed no bundle."""
+    try:
+        repo = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+        version = selectors.version_resolve(model=repo, revision=revision)
+    except MarketplaceError as exc:
+        return error_from(exc)
+    body = oms_bundle_bytes(version)
+    if body is None:
+        return error_response(
+            "EntryNotFound", f"{repo.repo_id} v{version.number} carries no OMS signature (model.sig)", 404,
+            {"X-Repo-Commit": version.commit_sha},
         )
-        if download is not None and response.status_code != 200:
-            services.download_answered(download=download, status_code=response.status_code)
-        return response
+    response = HttpResponse(b"" if request.method == "HEAD" else body, content_type=OMS_BUNDLE_MEDIA_TYPE)
+    response["Content-Length"] = str(len(body))
+    response["ETag"] = f'"{hashlib.sha256(body).hexdigest()}"'
+    response["X-Repo-Commit"] = version.commit_sha
+    response["Accept-Ranges"] = "none"
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
 
 
 def _nothing_sent(bytes_sent: int, range_start: int | None) -> None:

@@ -4,6 +4,9 @@ EIP-712 definitions wallets sign with."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,7 +16,8 @@ from registry import chain
 from registry.verification import versions_on_chain
 
 from .. import selectors
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
+from ..oms import OMS_BUNDLE_MEDIA_TYPE, oms_bundle_bytes
 
 HEX = frozenset("0123456789abcdef")
 
@@ -73,3 +77,27 @@ class Eip712TypesView(APIView):
             "domain": eip712.domain(settings.CHAIN_ID, chain.registry_address()),
         }
         return Response(self.OutputSerializer(answer).data)
+
+
+class VersionSignatureBundleView(APIView):
+    """`GET /api/v1/models/<vendor>/<model>/versions/<number>/model.sig`: the vendor's OpenSSF Model
+    Signing bundle of a live version, the bytes `model_signing verify key --signature` reads.
+    Public like the model page (a signature is no secret and names only digests); 404
+    `signature_unavailable` for a version its vendor signed without a P-256 key."""
+
+    @extend_schema(responses={(200, OMS_BUNDLE_MEDIA_TYPE): OpenApiTypes.OBJECT})
+    def get(self, request, vendor, model, number):
+        found = selectors.model_get_by_repo(vendor_slug=vendor, model_slug=model)
+        if number > 2**31 - 1:  # the column's range: a larger number names no version
+            raise NotFound(f"revision 'v{number}' not found in {found.repo_id}", code="RevisionNotFound")
+        version = selectors.version_resolve(model=found, revision=f"v{number}")
+        body = oms_bundle_bytes(version)
+        if body is None:
+            raise NotFound(
+                f"{found.repo_id} v{number} carries no OpenSSF Model Signing bundle: its vendor signed it with the wallet only",
+                code="signature_unavailable",
+            )
+        response = HttpResponse(body, content_type=OMS_BUNDLE_MEDIA_TYPE)
+        response["Content-Disposition"] = 'attachment; filename="model.sig"'
+        response["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response

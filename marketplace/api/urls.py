@@ -24,6 +24,12 @@ urlpatterns = [
         catalog.VersionSegmentsView.as_view(),
         name="api-model-version-segments",
     ),
+    path(
+        "models/<str:vendor>/<str:model>/versions/<int:number>/model.sig",
+        provenance.VersionSignatureBundleView.as_view(),
+        name="api-model-version-signature-bundle",
+    ),
+    path("vendors/<str:vendor>/keys", vendor.VendorKeysView.as_view(), name="api-vendor-keys"),
     path("models/<str:vendor>/<str:model>/purchase", purchases.PurchaseTransactionView.as_view(), name="api-model-purchase"),
     path("models/<str:vendor>/<str:model>/royalties", purchases.RoyaltyPreviewView.as_view(), name="api-model-royalties"),
     path("purchases", purchases.PurchaseConfirmView.as_view(), name="api-purchases"),

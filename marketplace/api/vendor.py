@@ -1,4 +1,5 @@
-"""Vendor API (/api/v1/vendor/...): a vendor's models, their versions and files, finalize, signatures."""
+"""Vendor API (/api/v1/vendor/...): a vendor's models, their versions and files, finalize, signatures; and
+/api/v1/vendors/<vendor>/keys, the vendors' public OMS signing keys."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hallmark import oms
+
 from .. import selectors, services
-from ..models import Model, Version
+from ..errors import Forbidden, InvalidInput, NotFound
+from ..models import Model, Vendor, VendorSigningKey, Version
 from .serializers import ArtifactSerializer, VendorModelSerializer, VendorVersionSerializer
 from .tus import request_body
 
@@ -175,20 +179,83 @@ class VendorVersionFinalizeView(APIView):
 
 
 class VendorVersionSignatureView(APIView):
-    """`POST {signature}`: your signature over the version's PublishVersion `typed_data`; the
-    relayer publishes it on chain (202)."""
+    """`POST {signature[, oms_bundle]}`: your signature over the version's PublishVersion
+    `typed_data`; the relayer publishes it on chain (202). `oms_bundle`: the OpenSSF Model
+    Signing bundle of the version's statement, signed with your registered P-256 key (what
+    `model_signing sign key` writes to `model.sig`): checked first, a bad one refuses the whole
+    request (400 `invalid_signature_bundle`, 413 when larger than the bound; 409
+    `signing_key_not_bound`), and served as `model.sig` once the version is live."""
 
     permission_classes = [IsVendor]
-    error_statuses = (409, 429, 503)
-    InputSerializer = SignatureInput
+    error_statuses = (409, 413, 429, 503)
     OutputSerializer = VendorVersionSerializer
 
-    @extend_schema(responses={202: VendorVersionSerializer})
+    class InputSerializer(SignatureInput):
+        oms_bundle = serializers.JSONField(
+            required=False, help_text="Sigstore bundle v0.3 (JSON object) of the version's OMS statement, signed with your P-256 key"
+        )
+
+    @extend_schema(request=InputSerializer, responses={202: VendorVersionSerializer})
     def post(self, request, slug, version_id):
+        # bounded before the body is parsed: a bundle is at most MAX_BUNDLE_BYTES, the rest is small
+        if int(request.META.get("CONTENT_LENGTH") or 0) > oms.MAX_BUNDLE_BYTES + 4096:
+            raise InvalidInput(
+                f"the request is larger than a signature bundle may be ({oms.MAX_BUNDLE_BYTES} bytes)",
+                code="invalid_signature_bundle", status=413,
+            )
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.version_submit_signature(
             version=selectors.version_get_owned(user=request.user, slug=slug, version_id=version_id),
             signature=data.validated_data["signature"],
+            oms_bundle=data.validated_data.get("oms_bundle"),
         )
         return Response(self.OutputSerializer(Version.objects.get(pk=version.pk)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SigningKeySerializer(serializers.Serializer):
+    """A vendor's OMS signing key (P-256), public."""
+
+    algorithm = serializers.CharField(help_text="ecdsa-p256-sha256")
+    sha256 = serializers.CharField(help_text="hex SHA-256 of the DER SubjectPublicKeyInfo: what a version's metadata `signing_key` names")
+    public_key_pem = serializers.CharField(help_text="SubjectPublicKeyInfo PEM, for `model_signing verify key --public_key`")
+    current = serializers.SerializerMethodField(help_text="the key the next hashed version names")
+    created_at = serializers.DateTimeField()
+    retired_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "SigningKey"
+
+    def get_current(self, key: VendorSigningKey) -> bool:
+        return key.retired_at is None
+
+
+class VendorKeysView(APIView):
+    """`GET /api/v1/vendors/<vendor>/keys`: the vendor's OpenSSF Model Signing public keys (P-256),
+    newest first, public like the model pages. `POST {public_key_pem}` (the vendor only): register
+    a new current key; the next version hashed names it in its signed metadata (`signing_key`)."""
+
+    error_statuses = {"post": (400, 401, 403)}
+
+    class InputSerializer(serializers.Serializer):
+        public_key_pem = serializers.CharField(max_length=oms.MAX_PUBLIC_KEY_PEM_BYTES, help_text="a NIST P-256 public key, PEM")
+
+    OutputSerializer = SigningKeySerializer
+
+    @extend_schema(responses=SigningKeySerializer(many=True))
+    def get(self, request, vendor):
+        found = Vendor.objects.filter(slug=vendor).first()
+        if found is None:
+            raise NotFound(f"there is no vendor {vendor!r}", code="vendor_not_found")
+        keys = found.signing_keys.order_by("-created_at", "-pk")
+        return Response(self.OutputSerializer(keys, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: SigningKeySerializer})
+    def post(self, request, vendor):
+        own = getattr(request.user, "vendor", None) if request.user and request.user.is_authenticated else None
+        if own is None or own.slug != vendor:
+            raise Forbidden(f"only the vendor {vendor!r} registers its keys; sign in with its wallet", code="not_your_vendor")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = services.vendor_signing_key_register(vendor=own, public_key_pem=data.validated_data["public_key_pem"])
+        return Response(self.OutputSerializer(key).data, status=status.HTTP_201_CREATED)

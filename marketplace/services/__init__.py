@@ -40,6 +40,7 @@ from .states import (
 from .uploads import upload_append, upload_create, upload_get, upload_terminate, uploads_expire
 from .versions import (
     artifact_upload,
+    vendor_signing_key_register,
     version_anchor,
     version_create,
     version_finalize,
@@ -49,6 +50,7 @@ from .versions import (
 )
 
 __all__ = [
+    "vendor_signing_key_register",
     "expired_records_purge",
     "model_register_from_tx",
     "model_update",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from contextlib import ExitStack
@@ -14,7 +15,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from hallmark import eip712
+from hallmark import eip712, oms
 from hallmark.errors import InvalidSignature, UnsafePath
 from hallmark.manifest import (
     FileDigest,
@@ -32,7 +33,7 @@ from registry.services import TransactionFailed, transaction_events, transaction
 from telemetry import metrics
 
 from ..errors import Conflict, InvalidInput, Unavailable
-from ..models import Artifact, Model, Version
+from ..models import Artifact, Model, Vendor, VendorSigningKey, Version
 from ..storage import local_copy
 from .catalog import sponsored_enqueue
 from .states import chain_mismatch_message, version_mark_failed, version_mark_live, version_mark_rejected
@@ -223,7 +224,63 @@ def version_inspection_abandon(*, version_id: int) -> Version:
     )
 
 
-def version_submit_signature(*, version: Version, signature: str) -> Version:
+def vendor_signing_key_register(*, vendor: Vendor, public_key_pem: str) -> VendorSigningKey:
+    """Register the vendor's P-256 public key for OMS signature bundles (hallmark/oms.py): it
+    becomes the current key, the one the next hashed version's metadata names (`signing_key`);
+    the previous one is retired but stays listed (older versions name it). The same key again
+    changes nothing. InvalidInput (`invalid_signing_key`) unless it is a P-256 key in PEM."""
+    try:
+        public = oms.load_public_key(public_key_pem)
+    except oms.SigningKeyError as exc:
+        raise InvalidInput(str(exc), code=exc.code) from exc
+    digest = oms.key_sha256(public)
+    with transaction.atomic():
+        Vendor.objects.select_for_update().get(pk=vendor.pk)  # one registration at a time per vendor
+        current = VendorSigningKey.objects.filter(vendor=vendor, retired_at__isnull=True).first()
+        if current is not None and current.sha256 == digest:
+            return current
+        VendorSigningKey.objects.filter(vendor=vendor, retired_at__isnull=True).update(retired_at=timezone.now())
+        # a retired key registered again becomes current again
+        key, _ = VendorSigningKey.objects.update_or_create(
+            vendor=vendor, sha256=digest,
+            defaults={"public_key_pem": oms.public_key_pem(public), "algorithm": oms.KEY_ALGORITHM, "retired_at": None},
+        )
+    return key
+
+
+def version_oms_bundle_check(*, version: Version, bundle: object) -> dict:
+    """The vendor's OMS signature bundle for `version`, checked: signed by the key the version's
+    metadata names (`signing_key`), over exactly the files of its manifest. Returns the bundle to
+    store (its fields only, in model_signing's order). InvalidInput `invalid_signature_bundle`
+    for a bundle that fails; Conflict `signing_key_not_bound` when the metadata names no key (the
+    vendor registered it after this version was hashed: publish a new version) or an unknown one."""
+    binding = (version.metadata or {}).get("signing_key")
+    if not isinstance(binding, dict) or not binding.get("sha256"):
+        raise Conflict(
+            "this version's signed metadata names no OMS signing key (none was registered when it was hashed): "
+            "publish without the bundle, or register your key (hallmark keys register) and publish a new version",
+            code="signing_key_not_bound",
+        )
+    key = VendorSigningKey.objects.filter(vendor_id=version.model.vendor_id, sha256=binding["sha256"]).first()
+    if key is None:
+        raise Conflict(f"the key {binding['sha256']} this version names is not registered for its vendor", code="signing_key_not_bound")
+    try:
+        checked = oms.verify_bundle(bundle, key.public_key_pem)
+    except oms.SignatureBundleError as exc:
+        raise InvalidInput(str(exc), code=exc.code) from exc
+    manifest = {r["name"]: r["digest"] for r in version.manifest["predicate"]["resources"]}
+    if checked.digests != manifest:
+        differ = sorted(set(checked.digests.items()) ^ set(manifest.items()))
+        names = sorted({name for name, _ in differ})[:5]
+        raise InvalidInput(
+            f"the signature bundle signs other files than this version's manifest (they differ in: {', '.join(names)}); "
+            "sign the statement of exactly the files uploaded",
+            code="invalid_signature_bundle",
+        )
+    return json.loads(oms.bundle_bytes(bundle))  # verify_bundle checked its shape
+
+
+def version_submit_signature(*, version: Version, signature: str, oms_bundle: object = None) -> Version:
     """Check the vendor's `PublishVersion` signature, allocate the version number and queue the
     relayed `publishVersionBySig`. A wrong signature changes nothing; a stale one (the contract
     expects another number now, or the deadline passed) gets a fresh message to sign.
@@ -233,7 +290,11 @@ def version_submit_signature(*, version: Version, signature: str) -> Version:
     With the chain unreachable a signature for the database's next number is still queued (the
     outbox relays it when the chain is back; a number taken meanwhile ends it `chain_mismatch`),
     but a fresh message cannot be built: Unavailable (503 `chain_unavailable`), nothing saved.
-    Past the vendor's daily relayer budget: TooManyRequests (429 `relayer_budget_exceeded`)."""
+    Past the vendor's daily relayer budget: TooManyRequests (429 `relayer_budget_exceeded`).
+
+    `oms_bundle`: the vendor's OpenSSF Model Signing bundle (`model.sig`), checked before the
+    signature is (`version_oms_bundle_check`); a bad one refuses the whole submission, nothing
+    stored."""
     from ..tasks import version_anchor_task
 
     stale = False
@@ -242,6 +303,7 @@ def version_submit_signature(*, version: Version, signature: str) -> Version:
         version = Version.objects.select_for_update().get(pk=version.pk)
         if version.status != Version.Status.AWAITING_SIGNATURE:
             raise Conflict(f"version is {version.get_status_display()}, not waiting for a signature", code="invalid_state")
+        checked_bundle = version_oms_bundle_check(version=version, bundle=oms_bundle) if oms_bundle is not None else None
         message = version.typed_data["message"]
         try:
             expected, unreachable = _next_number(model), None
@@ -275,6 +337,7 @@ def version_submit_signature(*, version: Version, signature: str) -> Version:
             version.number = expected
             version.signature = signature
             version.signer = signer
+            version.oms_bundle = checked_bundle
             version.publish_transaction = tx
             version.status = Version.Status.PENDING_CHAIN
             version.error_code = ""
@@ -439,4 +502,12 @@ def _version_metadata(model: Model, files: list[FileDigest], facts: dict[str, di
             "perpetual": model.license_duration == 0,
         },
         "model_card_sha256": card.sha256 if card else None,
+        **_signing_key_entry(model),
     }
+
+
+def _signing_key_entry(model: Model) -> dict:
+    """`{"signing_key": {algorithm, sha256}}` when the vendor holds a current OMS key, else
+    nothing (a version without one keeps the metadata it always had)."""
+    key = VendorSigningKey.objects.filter(vendor_id=model.vendor_id, retired_at__isnull=True).first()
+    return {"signing_key": {"algorithm": key.algorithm, "sha256": key.sha256}} if key is not None else {}

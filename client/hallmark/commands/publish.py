@@ -16,9 +16,9 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from .. import config
+from .. import config, oms
 from ..api import Api, ApiError
-from ..console import CommandError, say, usage
+from ..console import CommandError, say, usage, warn
 from ..eip712 import bytes32_hex, compute_model_id, sign_typed_data
 from ..errors import ProvenanceError
 from ..keys import load_account
@@ -26,6 +26,7 @@ from ..manifest import HASH_BLOCK_SIZE, FileDigest, canonical_json, hash_directo
 from ..segments import MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SegmentHasher, metadata_entry, segment_document
 from ..upload import upload_file
 from .common import STATE_FOLDERS, api, repo_id
+from .keys import signing_key
 
 POLL_SECONDS = 0.5
 WAITING = {"hashing", "pending_chain"}
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     client = api(args, token_required=True)
     account = load_account(args.keystore)
     model = _model(client, vendor_slug, slug, account)
+    oms_key = signing_key(getattr(args, "signing_key", None))
 
     say(f"hashing {folder} …")
     try:
@@ -71,8 +73,12 @@ def run(args: argparse.Namespace) -> int:
             break
         _check_before_signing(version, files, root, model, account, slug, folder)
         signature = sign_typed_data(version["typed_data"], account.key)
+        body: dict = {"signature": signature}
+        bundle = _oms_bundle(version, files, oms_key, args.model)
+        if bundle is not None:
+            body["oms_bundle"] = bundle
         try:
-            version = client.post(f"{base}/{version['id']}/signature", json={"signature": signature})
+            version = client.post(f"{base}/{version['id']}/signature", json=body)
             signed = True
         except ApiError as exc:
             if exc.code not in ("stale_signature_request", "signature_expired"):
@@ -100,6 +106,30 @@ def run(args: argparse.Namespace) -> int:
     say(f"  transaction  {version['transaction_hash']}")
     say(f"  block        {version['published_block']}")
     return 0
+
+
+def _oms_bundle(version: dict, files: list[FileDigest], found: tuple[Path, oms.ec.EllipticCurvePrivateKey] | None, repo: str) -> dict | None:
+    """The OMS signature bundle (model.sig) of the files hashed here, signed with the P-256 key,
+    when the version's signed metadata names that key; None (with a word why) otherwise."""
+    bound = (version.get("metadata") or {}).get("signing_key")
+    bound_sha = bound.get("sha256") if isinstance(bound, dict) else None
+    if found is None:
+        if bound_sha:
+            warn(f"the version names the OMS key {bound_sha[:16]}… but no signing key is here (--signing-key): published without model.sig")
+        return None
+    path, key = found
+    mine = oms.key_sha256(key)
+    if not bound_sha:
+        warn(f"your OMS key {mine[:16]}… ({path}) is not registered with your vendor: run `hallmark keys register`; "
+             "published without model.sig")
+        return None
+    if bound_sha != mine:
+        raise CommandError(
+            f"refusing to sign draft #{version['id']}: its metadata names the OMS key {bound_sha}, but {path} is {mine}; "
+            "pass the registered key with --signing-key"
+        )
+    say(f"signing the OMS statement (model.sig) with the P-256 key {mine[:16]}… ({path})")
+    return oms.sign_statement(key, oms.signing_statement(repo, files))
 
 
 def _model(client: Api, vendor_slug: str, slug: str, account: LocalAccount) -> dict:

@@ -4,7 +4,8 @@ endpoint) `vendor/name`, resolved to its model id and then checked on chain all 
 marketplace endpoint, the RPC URL and registry not given are the ones it reports.
 
 The exit code is the outcome (hallmark.verify.Outcome): 0 verified, 3 tampered, 4 files differ,
-5 revoked, 6 unknown model or version, 7 chain unreachable, 8 signer mismatch; 2 usage error.
+5 revoked, 6 unknown model or version, 7 chain unreachable, 8 signer mismatch, 11 the OMS
+signature beside the files (`model.sig`) invalid; 2 usage error.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from pathlib import Path
 
 from eth_utils import to_checksum_address
 
-from .. import config
+from .. import config, oms
 from ..api import Api, ApiError
-from ..console import CommandError, say, usage
+from ..console import CommandError, say, usage, warn
 from ..eip712 import compute_model_id
-from ..manifest import FileDigest
+from ..manifest import SIGNATURE_FILE, FileDigest, metadata_digest
 from ..verify import Outcome, Verification, verify_directory
 from .common import REPO_ID
 
@@ -48,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
             return report(_unknown(model_text, int(match.group(1)), f"the marketplace has no model {model_text}: {exc.message}"), args.json)
         raise
     rpc_url, registry = chain_sources(args)
-    return check(folder, model_id, int(match.group(1)), rpc_url, registry, as_json=args.json)
+    repo = model_text if REPO_ID.match(model_text) and not ADDRESS.match(model_text.partition("/")[0]) else None
+    return check(
+        folder, model_id, int(match.group(1)), rpc_url, registry, as_json=args.json,
+        public_key=args.public_key, endpoint=config.default_endpoint(args.endpoint), repo=repo,
+    )
 
 
 def chain_options(args: argparse.Namespace, registry_fallback: str | None = None) -> tuple[str, str]:
@@ -127,26 +132,62 @@ def saved_version(folder: Path, model_id: str, version: int) -> dict:
 
 def check(
     folder: Path, model_id: str, version: int, rpc_url: str, registry: str, *, as_json: bool,
-    hashed: Sequence[FileDigest] | None = None,
+    hashed: Sequence[FileDigest] | None = None, public_key: str | None = None, endpoint: str | None = None,
+    repo: str | None = None,
 ) -> int:
     """Verify `folder` against the chain; `hashed`: its files' digests when the caller computed
-    them while writing them (see `verify_directory`)."""
+    them while writing them (see `verify_directory`). Once the files verify, an OMS signature
+    beside them (`model.sig`) is checked too, with the key the version's signed metadata names
+    (`public_key`: a PEM file; else the vendor's keys the marketplace at `endpoint` lists for
+    `repo`): an invalid one is SIGNATURE_INVALID (exit 11)."""
     saved = saved_version(folder, model_id, version)
     # which files count (tool state left out, the HF cache's links) is verify_directory's rule
     result = verify_directory(
         folder, rpc_url=rpc_url, registry_address=registry, model_id=model_id, version=version,
         manifest=saved.get("manifest"), metadata=saved.get("metadata"), hashed=hashed,
     )
-    return report(result, as_json)
+    signature = None
+    if result.ok and (folder / SIGNATURE_FILE).is_file():
+        signature = _folder_signature(folder, result, saved, public_key, endpoint, repo or saved.get("repo_id"))
+        if signature.ok is False:
+            result.outcome = Outcome.SIGNATURE_INVALID
+            result.message = f"the files match version {version} on chain, but {signature.message}"
+    return report(result, as_json, signature)
+
+
+def _folder_signature(
+    folder: Path, result: Verification, saved: dict, public_key: str | None, endpoint: str | None, repo: str | None
+) -> oms.FolderSignature:
+    """Check `model.sig`: the metadata (saved by `pull`, else the marketplace's) counts only when its
+    digest is the chain's; the key is the one it names, from --public-key or the vendor's list."""
+    metadata = saved.get("metadata")
+    vendor_keys: list[str] = []
+    if endpoint and repo:
+        try:
+            if metadata is None:
+                detail = Api(endpoint).get(f"/api/v1/models/{repo}")
+                entries = [v for v in detail.get("versions", []) if isinstance(v, dict) and v.get("number") == result.version]
+                metadata = entries[0].get("metadata") if entries else None
+            if public_key is None:
+                listed = Api(endpoint).get(f"/api/v1/vendors/{repo.partition('/')[0]}/keys")
+                vendor_keys = [k["public_key_pem"] for k in listed if isinstance(k, dict) and isinstance(k.get("public_key_pem"), str)]
+        except ApiError as exc:
+            warn(f"the marketplace at {endpoint} did not answer for {repo}'s signing keys ({exc})")
+    keys = [Path(public_key).read_text()] if public_key else vendor_keys
+    signed = isinstance(metadata, dict) and result.metadata_digest is not None and metadata_digest(metadata) == result.metadata_digest
+    return oms.check_signature_file(folder / SIGNATURE_FILE, metadata=metadata, metadata_signed=signed, public_keys=keys)
 
 
 def _unknown(model: str, version: int, message: str) -> Verification:
     return Verification(Outcome.UNKNOWN_VERSION, message, model, version)
 
 
-def report(result: Verification, as_json: bool) -> int:
+def report(result: Verification, as_json: bool, signature: oms.FolderSignature | None = None) -> int:
     if as_json:
-        say(json.dumps(result.as_dict(), indent=2))
+        answer = result.as_dict()
+        if signature is not None:
+            answer["oms_signature"] = signature.as_dict()
+        say(json.dumps(answer, indent=2))
         return int(result.outcome)
     name = result.outcome.name.lower()
     say(result.message if result.message.startswith(f"{name}:") else f"{name}: {result.message}")
@@ -155,6 +196,7 @@ def report(result: Verification, as_json: bool) -> int:
         ("local root", result.local_root and "0x" + result.local_root),
         ("chain root", result.chain_root and "0x" + result.chain_root),
         ("tampered", ", ".join(result.tampered)), ("missing", ", ".join(result.missing)), ("extra", ", ".join(result.extra)),
+        ("model.sig", signature.message if signature is not None else None),
     ]
     for label, value in rows:
         if value not in (None, ""):

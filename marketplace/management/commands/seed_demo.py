@@ -18,10 +18,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from eth_account import Account
 
-from hallmark import eip712
+from hallmark import eip712, oms
 from hallmark.siwe import sign_message, siwe_message
 from marketplace import selectors, services
-from marketplace.demo import write_demo_gguf
+from marketplace.demo import demo_oms_bundle, demo_signing_key, write_demo_gguf
 from marketplace.models import Model, Vendor, Version
 from registry import chain
 from registry.chain import ChainError
@@ -64,6 +64,8 @@ class Command(BaseCommand):
         vendor = services.vendor_register(
             user=vendor_user, slug=VENDOR_SLUG, address=Account.from_key(vendor_key).address, display_name="Hallmark Demo"
         )
+        # the demo vendor signs OMS bundles too (model.sig); registered before the version is hashed
+        services.vendor_signing_key_register(vendor=vendor, public_key_pem=oms.public_key_pem(demo_signing_key()))
         model = self._model(vendor, vendor_key)
         version = self._version(model, vendor_key)
         self._buy(model, licensed_key)
@@ -82,6 +84,7 @@ class Command(BaseCommand):
             "unlicensed_token": unlicensed_token,
             "vendor_token": vendor_token,
             "vendor_address": vendor.address,
+            "vendor_public_key_pem": oms.public_key_pem(demo_signing_key()),
             "rpc_url": settings.CHAIN_RPC_URL,
             "chain_id": settings.CHAIN_ID,
             "registry_address": chain.registry_address(),
@@ -143,7 +146,7 @@ class Command(BaseCommand):
         version = services.version_hash_and_inspect(version_id=version.pk)
         if version.status == Version.Status.AWAITING_SIGNATURE:
             signature = eip712.sign_typed_data(version.typed_data, vendor_key)
-            version = services.version_submit_signature(version=version, signature=signature)
+            version = services.version_submit_signature(version=version, signature=signature, oms_bundle=demo_oms_bundle(version))
         version = services.version_anchor(version_id=version.pk)
         if version.status != Version.Status.LIVE:
             raise CommandError(f"the demo version is {version.status}: {version.error_code} {version.error_message}")
