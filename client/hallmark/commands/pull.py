@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import requests
+
 from .. import config, fetch, inventory
 from ..api import Api, ApiError
 from ..console import CommandError, say, usage, warn
 from ..errors import ProvenanceError
-from ..manifest import FileDigest, hash_directory, root_digest
+from ..manifest import SIGNATURE_FILE, FileDigest, hash_directory, root_digest
 from ..segments import SEGMENT_SIZE, SegmentDocumentError, check_document
 from .common import STATE_FOLDERS, endpoint, repo_id
 
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     # every file was hashed as it arrived and matched the signed metadata's list (fetch.py): those
     # digests are the folder's, so the chain check does not read the files a second time
     hashed = [FileDigest(f.path, f.sha256, f.size) for f in fetch.wanted_files(entry.get("metadata") or {})]
-    code = verify.check(staged, detail["model_id"], entry["number"], rpc_url, registry, as_json=args.json, hashed=hashed)
+    code = verify.check(staged, detail["model_id"], entry["number"], rpc_url, registry, as_json=args.json, hashed=hashed, endpoint=url, repo=repo)
     if code != 0:
         if code != CHAIN_UNAVAILABLE:  # the files will not verify next time either
             shutil.rmtree(fetch.partial_root(folder), ignore_errors=True)
@@ -159,13 +161,41 @@ def fetch_staged(
             endpoint=url, token=token, repo=repo, commit=commit, files=files, folder=folder,
             segments=segments, segment_size=size, workers=workers, progress=progress,
         )
-        return downloader.run(), list(downloader.receipts)
+        staged = downloader.run()
+        _signature(url, None if device else token, repo, entry, staged)
+        return staged, list(downloader.receipts)
     except fetch.FetchError as exc:
         if exc.exit_code == fetch.TAMPERED:  # bytes that are not the signed ones are not kept to resume from
             shutil.rmtree(fetch.partial_root(folder), ignore_errors=True)
         raise CommandError(str(exc), exc.exit_code) from None
     except ProvenanceError as exc:  # an unsafe file name in the metadata
         raise CommandError(f"the version's metadata names an unsafe file: {exc} [{exc.code}]", 3) from None
+
+
+def _signature(url: str, token: str | None, repo: str, entry: dict, staged: Path) -> None:
+    """The version's OMS signature bundle as `model.sig` beside its files, when its signed metadata
+    names a signing key: the stock `model_signing verify key` then works on the folder, and the
+    chain check (`verify.check`) checks it. Size bounded before it is kept; a marketplace that has
+    none to give is said, and the files stand on their own (their digests are the chain's)."""
+    if not isinstance((entry.get("metadata") or {}).get("signing_key"), dict):
+        return
+    from ..oms import MAX_BUNDLE_BYTES
+
+    api = Api(url, token)
+    path = f"/api/v1/models/{repo}/versions/{int(entry['number'])}/{SIGNATURE_FILE}"
+    try:
+        with api.session.get(api.url(path), timeout=api.timeout, stream=True) as response:
+            if response.status_code != 200:
+                warn(f"no {SIGNATURE_FILE} for this version (HTTP {response.status_code}): the files are checked without it")
+                return
+            raw = response.raw.read(MAX_BUNDLE_BYTES + 1, decode_content=True)
+    except requests.RequestException as exc:
+        warn(f"{SIGNATURE_FILE} could not be fetched ({exc.__class__.__name__}): the files are checked without it")
+        return
+    if len(raw) > MAX_BUNDLE_BYTES:
+        warn(f"{SIGNATURE_FILE} is larger than {MAX_BUNDLE_BYTES} bytes: not kept")
+        return
+    (staged / SIGNATURE_FILE).write_bytes(raw)
 
 
 def _segments(url: str, token: str | None, repo: str, entry: dict, files: list[fetch.Wanted]) -> tuple[dict[str, list[str]] | None, int]:
