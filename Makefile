@@ -62,7 +62,7 @@ screenshots: install $(CHROMIUM)
 	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots \
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
-	$(PY) -m pytest tests/browser/test_pages.py tests/browser/test_catalog.py tests/browser/test_buyer_pages.py -q
+	$(PY) -m pytest tests/browser/test_pages.py tests/browser/test_catalog.py tests/browser/test_buyer_pages.py tests/browser/test_portal_oms.py -q
 
 ## clean-data: forget the local chain, database and files of `make run`
 clean-data:

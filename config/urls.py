@@ -40,6 +40,7 @@ urlpatterns = [
     path("portal/reset/done", auth_views.PasswordResetCompleteView.as_view(template_name="marketplace/portal/password_reset_complete.html"), name="password_reset_complete"),
     path("portal/", portal.dashboard, name="portal-home"),
     path("portal/wallet", portal.wallet, name="portal-wallet"),
+    path("portal/signing-key", portal.signing_key_page, name="portal-signing-key"),
     path("portal/royalties", portal.royalties_page, name="portal-royalties"),
     path("portal/licences", portal.licences_page, name="portal-licences"),
     path("portal/tokens", portal.tokens_page, name="portal-tokens"),

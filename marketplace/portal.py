@@ -2,8 +2,9 @@
 (rules live in services: a wallet call to revoke, to register, to change terms, is built there).
 
 Every object is looked up through the signed-in user (a vendor sees and changes only their own
-models and drafts: anything else is a 404). The portal never holds a key: transactions and
-signatures are made in the vendor's own wallet by the page's scripts (static/marketplace/js)."""
+models and drafts: anything else is a 404). The server never holds a key: transactions and
+signatures are made in the vendor's own wallet by the page's scripts (static/marketplace/js), and
+the vendor's OMS signing key (P-256, for `model.sig`) is made and kept in the browser (oms.js)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from fleet import selectors as fleet_selectors
 from fleet import services as fleet_services
+from hallmark.manifest import TOOL_STATE_FOLDERS
 from registry import chain
 from registry.selectors import relayer_funding
 from royalties.selectors import format_eth, licenses_held, purchase_history, statement_build, statement_daily_sales
@@ -86,6 +88,18 @@ def dashboard(request):
 def wallet(request):
     wallets = [{"address": address} for address in selectors.wallet_addresses(user=request.user)]
     return render(request, "marketplace/portal/wallet.html", {"wallets": wallets, **chain_context()})
+
+
+@login_required
+def signing_key_page(request):
+    """The vendor's OpenSSF Model Signing key: made, kept, exported and imported in the browser
+    (static/marketplace/js/signing-key.js), its public key registered through the API."""
+    vendor = _vendor_or_none(request.user)
+    if vendor is None:
+        messages.info(request, "Register as a vendor first.")
+        return redirect("portal-home")
+    keys = vendor.signing_keys.order_by("-created_at", "-pk")
+    return render(request, "marketplace/portal/signing_key.html", {"vendor": vendor, "keys": keys})
 
 
 @login_required
@@ -198,6 +212,8 @@ def version_page(request, slug, version_id):
     waiting = version.status == Version.Status.PENDING_CHAIN or version.model.status == Model.Status.PENDING_CHAIN
     return render(request, "marketplace/portal/version.html", {
         "model": version.model, "version": version, "chunk_size": settings.PORTAL_UPLOAD_CHUNK_SIZE, **chain_context(),
+        # the page's script adds them to the OMS statement it signs, as hallmark.oms.signing_statement does
+        "oms_tool_state_paths": json.dumps(list(TOOL_STATE_FOLDERS)),
         "relayer_unfunded": waiting and relayer_funding().funded is False,
     })
 

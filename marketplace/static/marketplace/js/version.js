@@ -1,6 +1,7 @@
 // A new version: resumable uploads (tus-js-client), then the pipeline live on the page:
 // hashed and inspected -> the vendor signs PublishVersion in the wallet -> anchored -> live.
 import { account, api, ensureChain, formatBytes, noWalletMessage, say, sleep, wallet, walletRequest } from "./eth.js";
+import { signingStatement, signStatement, storedKey } from "./oms.js";
 
 const app = document.getElementById("version-app");
 const status = document.getElementById("pipeline-status");
@@ -195,6 +196,7 @@ function render(version) {
     document.getElementById("sign-root").textContent = version.typed_data.message.rootDigest;
     sign.dataset.typed = JSON.stringify(version.typed_data);
   }
+  if (!sign.hidden) omsPlan(version).then(showOmsPlan);
   const anchor = document.getElementById("anchor-section");
   anchor.hidden = !version.transaction_hash;
   document.getElementById("anchor-tx").textContent = version.transaction_hash || "";
@@ -231,27 +233,88 @@ async function follow() {
   }
 }
 
-document.getElementById("sign-version").addEventListener("click", async (event) => {
+// ----------------------------------------------------------------------------- OMS bundle (model.sig)
+
+// What happens to model.sig when the vendor signs: {state, message, version}. The version's signed
+// metadata names the key (`signing_key`, set when it was hashed); only that key may sign it.
+async function omsPlan(version) {
+  const bound = version.metadata && version.metadata.signing_key && version.metadata.signing_key.sha256;
+  let held = null;
+  try {
+    held = await storedKey(app.dataset.vendorSlug);
+  } catch (_) {
+    /* no IndexedDB here: treated as no key */
+  }
+  if (!bound) {
+    return {
+      state: "none", version,
+      message: held
+        ? "Published without model.sig: this version names no signing key (it was hashed before your key was registered). Register the key, and the next version is signed."
+        : "Published without model.sig (no signing key registered). Add one under Signing key so buyers can check it with model_signing.",
+    };
+  }
+  const short = `${bound.slice(0, 16)}…`;
+  if (!held) {
+    return {
+      state: "missing", version,
+      message: `This version names the signing key ${short}, but this browser holds no signing key. Import that key file under Signing key, then sign; or publish without model.sig.`,
+    };
+  }
+  if (held.sha256 !== bound) {
+    return {
+      state: "mismatch", version,
+      message: `This version names the signing key ${short}, but this browser holds ${held.sha256.slice(0, 16)}…: the signature would not match. Import the key file of ${short} under Signing key; or register this browser's key and publish the files again as a new version (its metadata then names it); or publish without model.sig.`,
+    };
+  }
+  return { state: "ready", version, held, message: `model.sig: when you sign, this browser also signs the version's OMS statement with your key ${short}` };
+}
+
+function showOmsPlan(plan) {
+  const note = document.getElementById("oms-status");
+  note.textContent = plan.message;
+  note.dataset.state = plan.state;
+  note.className = ["missing", "mismatch"].includes(plan.state) ? "help error" : "help";
+  document.getElementById("sign-without-bundle").hidden = !["missing", "mismatch"].includes(plan.state);
+}
+
+async function signAndSubmit(button, { withBundle }) {
   if (!wallet()) {
     say(status, noWalletMessage(), "error");
     return;
   }
-  event.target.disabled = true;
+  button.disabled = true;
   try {
+    const body = {};
+    if (withBundle) {
+      const plan = await omsPlan(await api(app.dataset.api));
+      showOmsPlan(plan);
+      if (["missing", "mismatch"].includes(plan.state)) {
+        say(status, `Not signed: ${plan.message}`, "error");
+        return;
+      }
+      if (plan.state === "ready") {
+        say(status, "Signing the OMS statement (model.sig) with your P-256 key…");
+        const statement = signingStatement(plan.version.manifest, JSON.parse(app.dataset.omsToolState));
+        body.oms_bundle = await signStatement(plan.held, statement);
+      }
+    }
     await ensureChain(chainId);
     await account(vendor);
     const typed = document.getElementById("sign-section").dataset.typed;
     say(status, "Sign PublishVersion in your wallet…");
-    const signature = await walletRequest("eth_signTypedData_v4", [vendor, typed]);
-    await api(app.dataset.signatureUrl, { method: "POST", body: { signature } });
+    body.signature = await walletRequest("eth_signTypedData_v4", [vendor, typed]);
+    await api(app.dataset.signatureUrl, { method: "POST", body });
     follow();
   } catch (err) {
     say(status, err.code === "stale_signature_request" ? `${err.message}` : err.message, "error");
     if (err.code === "stale_signature_request") follow();
   } finally {
-    event.target.disabled = false;
+    button.disabled = false;
   }
-});
+}
+
+document.getElementById("sign-version").addEventListener("click", (event) => signAndSubmit(event.target, { withBundle: true }));
+document.getElementById("sign-without-bundle").addEventListener("click", (event) => signAndSubmit(event.target, { withBundle: false }));
 
 const revokeForm = document.getElementById("revoke-form");
 const revokeStatus = document.getElementById("revoke-status");
