@@ -88,3 +88,6 @@ bench: install
 	$(PY) bench/catalog_page.py
 	$(PY) bench/fleet_watch.py
 	$(PY) bench/fleet_inventory.py
+	$(PY) bench/pull.py
+	$(PY) bench/receipts.py
+	$(PY) bench/soak.py

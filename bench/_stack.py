@@ -158,8 +158,9 @@ def load_note() -> str:
 class Stack:
     """A temp directory, a SQLite database, an anvil chain with the registry deployed."""
 
-    def __init__(self, *, prefix: str, tmp_parent: str | None = None, database_url: str | None = None):
+    def __init__(self, *, prefix: str, tmp_parent: str | None = None, database_url: str | None = None, keep: bool = False):
         self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir=tmp_parent))
+        self.keep = keep  # leave the directory (logs) in place on close()
         self.children: list[subprocess.Popen] = []
         self.anvil_port = free_port()
         self.rpc_url = f"http://127.0.0.1:{self.anvil_port}"
@@ -229,7 +230,8 @@ class Stack:
     def close(self) -> None:
         for proc in reversed(self.children):
             stop(proc)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Stack:
         return self

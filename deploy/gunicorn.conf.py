@@ -50,6 +50,9 @@ preload_app = False
 # No max_requests: each recycled worker leaves one more file in the metrics directory, which every
 # scrape then reads.
 max_requests = 0
+# No control socket (gunicorn 27's `gunicornc` interface, unused here): its default path is one
+# per user (~/.gunicorn/gunicorn.ctl), so a second instance on the host would take over the first's.
+control_socket_disable = True
 
 METRICS_FILE_SUFFIX = ".db"
 

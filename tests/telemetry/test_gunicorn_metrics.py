@@ -103,6 +103,8 @@ def test_metrics_add_up_both_workers_and_a_stale_directory_is_emptied(tmp_path):
             return ok
 
         wait_for(healthy, timeout=60, message="gunicorn")
+        # no per-user control socket a second instance on the host would take over
+        assert "Control socket listening" not in log.read_text()
         assert not (metrics_dir / "counter_1.db").exists()
         assert (metrics_dir / "notes.txt").read_text() == "not ours"
 
