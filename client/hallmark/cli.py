@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--model", required=True, metavar="VENDOR/NAME", help="a model you registered already")
     publish.add_argument("--no-wait", action="store_true", help="return once the signature is accepted, before the chain confirms")
     publish.add_argument("--draft", type=int, metavar="ID", help="continue this draft (e.g. one uploaded in the portal) instead of a new one")
+    publish.add_argument("--upload-workers", type=int, default=2, metavar="N", help="files uploaded at once (default 2)")
     publish.add_argument("--signing-key", metavar="PEM", help="P-256 key that signs the OMS bundle, model.sig (default: "
                          "$HALLMARK_SIGNING_KEY, else the one `hallmark keys init` made, if any)")
 

@@ -233,6 +233,16 @@ def hash_directory(
         files = hash_directory(folder, exclude=TOOL_STATE_FOLDERS, follow_hf_cache_links=True)
         print(root_digest(files))
     """
+    found = list_directory(directory, exclude=exclude, follow_hf_cache_links=follow_hf_cache_links)
+    digests = sha256_files([full for _, full in found], follow_symlinks=False)
+    return sorted((FileDigest(rel, d, n) for (rel, _), (d, n) in zip(found, digests, strict=True)), key=lambda f: f.name)
+
+
+def list_directory(
+    directory: str | os.PathLike[str], *, exclude: Iterable[str] = (), follow_hf_cache_links: bool = False
+) -> list[tuple[str, Path]]:
+    """The files `hash_directory` hashes, as (relative POSIX name, path to read), without reading
+    them (`hallmark publish` hashes each file while it uploads it); the same refusals."""
     base = Path(directory)
     blobs = hf_snapshot_blobs(base) if follow_hf_cache_links else None
     if blobs is not None:
@@ -264,5 +274,4 @@ def hash_directory(
             elif not stat.S_ISREG(full.lstat().st_mode):
                 raise UnsafePath(f"{rel!r} is not a regular file (a pipe, socket or device); a model folder holds files")
             found.append((rel, full))
-    digests = sha256_files([full for _, full in found], follow_symlinks=False)
-    return sorted((FileDigest(rel, d, n) for (rel, _), (d, n) in zip(found, digests, strict=True)), key=lambda f: f.name)
+    return found

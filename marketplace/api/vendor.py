@@ -164,16 +164,27 @@ class VendorVersionFileView(APIView):
 
 
 class VendorVersionFinalizeView(APIView):
-    """`POST`: no more files; the version's files are hashed and inspected (202), then it awaits your signature."""
+    """`POST [{files: [{path, sha256, size}]}]`: no more files; the version's files are hashed and
+    inspected (202), then it awaits your signature. `files`: the digests computed while uploading
+    (the CLI reads each file once), checked like those declared when the draft was opened."""
 
     permission_classes = [IsVendor]
     error_statuses = (400, 409)
     OutputSerializer = VendorVersionSerializer
 
-    @extend_schema(request=None, responses={202: VendorVersionSerializer})
+    class InputSerializer(serializers.Serializer):
+        files = DeclaredFileSerializer(many=True, required=False, help_text="digests of the bytes sent; the server rejects any mismatch")
+
+    @extend_schema(request=InputSerializer, responses={202: VendorVersionSerializer})
     def post(self, request, slug, version_id):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        files = data.validated_data.get("files")
+        if files is not None and len({f["path"] for f in files}) != len(files):
+            raise serializers.ValidationError({"files": ["a path is declared twice"]})
         version = services.version_finalize(
-            version=selectors.version_get_owned(user=request.user, slug=slug, version_id=version_id)
+            version=selectors.version_get_owned(user=request.user, slug=slug, version_id=version_id),
+            declared_files={f["path"]: f["sha256"] for f in files} if files is not None else None,
         )
         return Response(self.OutputSerializer(Version.objects.get(pk=version.pk)).data, status=status.HTTP_202_ACCEPTED)
 

@@ -35,7 +35,11 @@ from ..errors import Conflict, InvalidInput, MarketplaceError, NotFound
 from ..models import Artifact, Upload, Vendor, Version
 from ..storage import is_local
 
-BLOCK = 4 * 1024 * 1024
+# bytes read from a request body at a time. Small on purpose: gunicorn's body reader copies each
+# read through its buffers several times, and a block that stays in the CPU's cache makes those
+# copies, the checksum and the write cheap. Measured reading 256 MiB through gunicorn's Body, with
+# SHA-256 and a file write: 4 MiB blocks 1.2-1.6 s of CPU, 256 KiB blocks 0.4-0.45 s.
+BLOCK = 256 * 1024
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
 # marks the upload row of a whole-file PUT: it reserves quota while the body streams, but, not
 # being resumable, it does not hold finalize back (a PUT still running then is refused at its end)

@@ -49,17 +49,21 @@ def version_create(*, model: Model, declared_files: dict[str, str] | None = None
     if model.status != Model.Status.LIVE:
         raise Conflict(f"{model.repo_id} is not registered on chain yet ({model.get_status_display()})", code="model_not_live")
     if declared_files is not None:
-        if not declared_files:
-            raise InvalidInput("declare at least one file, or none at all", code="no_files")
-        for path, digest in declared_files.items():
-            try:
-                validate_relative_path(path)
-                file_kind(path)
-            except (UnsafePath, InspectionError) as exc:
-                raise InvalidInput(str(exc), code=exc.code) from exc
-            if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                raise InvalidInput(f"the declared sha256 of {path!r} is not 64 lowercase hex characters", code="invalid_digest")
+        _declared_check(declared_files)
     return Version.objects.create(model=model, declared_files=declared_files)
+
+
+def _declared_check(declared_files: dict[str, str]) -> None:
+    if not declared_files:
+        raise InvalidInput("declare at least one file, or none at all", code="no_files")
+    for path, digest in declared_files.items():
+        try:
+            validate_relative_path(path)
+            file_kind(path)
+        except (UnsafePath, InspectionError) as exc:
+            raise InvalidInput(str(exc), code=exc.code) from exc
+        if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise InvalidInput(f"the declared sha256 of {path!r} is not 64 lowercase hex characters", code="invalid_digest")
 
 
 def artifact_upload(*, version: Version, path: str, stream: BinaryIO, length: int | None = None) -> Artifact:
@@ -70,10 +74,16 @@ def artifact_upload(*, version: Version, path: str, stream: BinaryIO, length: in
     return upload_whole(user=version.model.vendor.user, version=version, path=path, stream=stream, length=length)
 
 
-def version_finalize(*, version: Version) -> Version:
-    """Close uploads and queue hashing and inspection (a Celery task)."""
+def version_finalize(*, version: Version, declared_files: dict[str, str] | None = None) -> Version:
+    """Close uploads and queue hashing and inspection (a Celery task).
+
+    `declared_files` ({path: sha256}): the digests of the bytes the vendor sent, computed while
+    sending (the CLI reads each file once, so it knows them only now); checked against the
+    stored files as those declared at `version_create`, which stand when both were given."""
     from ..tasks import version_hash_task
 
+    if declared_files is not None:
+        _declared_check(declared_files)
     with transaction.atomic():
         # the lock an upload's completion takes (services/uploads.py): every file recorded before
         # this point is in the version, every one finishing after it is refused
@@ -86,6 +96,9 @@ def version_finalize(*, version: Version) -> Version:
             raise Conflict("some uploads are not finished; resume or cancel them first", code="uploads_in_progress")
         if not version.artifacts.exists():
             raise InvalidInput("upload at least one file before finishing the version", code="no_files")
+        if version.declared_files is None and declared_files is not None:
+            version.declared_files = declared_files
+            version.save(update_fields=["declared_files", "updated_at"])
         if version.declared_files is not None:
             uploaded = set(version.artifacts.values_list("path", flat=True))
             declared = set(version.declared_files)

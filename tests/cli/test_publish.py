@@ -1,5 +1,5 @@
-"""`hallmark publish`: local hashes declared, tus uploads, the server's hashing by a Celery worker,
-the check before signing, the vendor's signature relayed to the chain."""
+"""`hallmark publish`: tus uploads hashed as they are sent, the digests declared at finalize, the
+server's hashing by a Celery worker, the check before signing, the signature relayed to the chain."""
 
 import hashlib
 import json
@@ -35,13 +35,17 @@ def test_publish_goes_live_with_the_root_digest_hashed_locally(chain, celery_wor
     assert f"block        {version.published_block}" in result.out
     state = json.loads((marketplace_cli.config / "uploads.json").read_text())
     assert state == {"drafts": {}, "uploads": {}}  # nothing left to resume
+    # each file read once: hashed while it was sent, the signed segments taken from its chunks
+    assert "hashing each as it is sent" in result.out
+    assert f"hashing {model_dir}" not in result.out and "in segments of" not in result.out
 
 
 def test_a_rerun_resumes_the_same_draft_after_a_failed_upload(chain, celery_worker, marketplace_cli, vendor, registered, model_dir, settings):
     sizes = sum(p.stat().st_size for p in model_dir.iterdir())
     settings.VENDOR_STORAGE_QUOTA = sizes - 1  # README.md (uploaded first) fits, model.gguf then does not
     env = dict(key=vendor.key, HALLMARK_TOKEN=vendor.token)
-    failed = marketplace_cli.run("publish", "--timeout", "90", str(model_dir), "--model", "acme/tiny", **env)
+    # one file at a time, in name order, so which file the quota refuses is known
+    failed = marketplace_cli.run("publish", "--timeout", "90", "--upload-workers", "1", str(model_dir), "--model", "acme/tiny", **env)
     assert failed.code == 1 and "quota_exceeded" in failed.err
     [draft] = Version.objects.filter(model=registered)
     assert draft.status == Version.Status.DRAFT and [a.path for a in draft.artifacts.all()] == ["README.md"]

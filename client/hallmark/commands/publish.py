@@ -1,15 +1,17 @@
-"""`hallmark publish DIR --model vendor/name`: hash locally, upload (tus, resumable), let the
-server hash and inspect, check the message to sign against the local hashes, sign, wait for live.
+"""`hallmark publish DIR --model vendor/name`: upload (tus, resumable), hashing each file in the
+same pass (each byte read once), declare the digests at finalize, let the server hash and
+inspect, check the message to sign against the local hashes, sign, wait for live.
 
-A re-run with the same files continues the same draft: its id and the tus upload URLs are kept
-in the config folder until the version is live (or rejected).
+A re-run with the same files (names, sizes, modification times) continues the same draft: its
+id and the tus upload URLs are kept in the config folder until the version is live (or rejected).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +24,9 @@ from ..console import CommandError, say, usage, warn
 from ..eip712 import bytes32_hex, compute_model_id, sign_typed_data
 from ..errors import ProvenanceError
 from ..keys import load_account
-from ..manifest import HASH_BLOCK_SIZE, FileDigest, canonical_json, hash_directory, metadata_digest, root_digest
+from ..manifest import HASH_BLOCK_SIZE, FileDigest, canonical_json, list_directory, metadata_digest, root_digest
 from ..segments import MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SegmentHasher, metadata_entry, segment_document
-from ..upload import upload_file
+from ..upload import FileToUpload, UploadedFile, upload_files
 from .common import STATE_FOLDERS, api, repo_id
 from .keys import signing_key
 
@@ -42,36 +44,37 @@ def run(args: argparse.Namespace) -> int:
     model = _model(client, vendor_slug, slug, account)
     oms_key = signing_key(getattr(args, "signing_key", None))
 
-    say(f"hashing {folder} …")
     try:
-        files = hash_directory(folder, exclude=STATE_FOLDERS)
+        listing = sorted(list_directory(folder, exclude=STATE_FOLDERS))
     except ProvenanceError as exc:
         raise CommandError(f"{exc} [{exc.code}]") from None
-    if not files:
+    if not listing:
         raise CommandError(f"{folder} has no files to publish")
+
+    base = f"/api/v1/vendor/models/{slug}/versions"
+    state = config.UploadState()
+    draft_key = _draft_key(client.endpoint, args.model, listing)
+    version = _open_draft(client, base, state, draft_key, args.draft)
+    upload_prefix = f"{client.endpoint}|{args.model}|{version['id']}|"
+    deadline = time.monotonic() + args.timeout
+
+    sent = _upload(client, base, version, listing, state, upload_prefix, getattr(args, "upload_workers", 2))
+    files = sorted(s.digest() for s in sent)
     root = root_digest(files)
     for f in files:
         say(f"  {f.sha256}  {f.size:>12}  {f.name}")
     say(f"root digest: 0x{root}")
-
-    base = f"/api/v1/vendor/models/{slug}/versions"
-    state = config.UploadState()
-    draft_key = _draft_key(client.endpoint, args.model, files)
-    version = _open_draft(client, base, state, draft_key, files, args.draft)
-    upload_prefix = f"{client.endpoint}|{args.model}|{version['id']}|"
-    deadline = time.monotonic() + args.timeout
-
     if version["status"] == "draft":
-        _upload(client, base, version, folder, files, state, upload_prefix)
         say(f"finalizing draft #{version['id']}: the server hashes and inspects the files …")
-        version = client.post(f"{base}/{version['id']}/finalize")
+        declared = [{"path": f.name, "sha256": f.sha256, "size": f.size} for f in files]
+        version = client.post(f"{base}/{version['id']}/finalize", json={"files": declared})
     version = _wait(client, base, version, {"hashing"}, deadline)
 
     signed = False
     for _attempt in range(3):
         if version["status"] != "awaiting_signature":
             break
-        _check_before_signing(version, files, root, model, account, slug, folder)
+        _check_before_signing(version, sent, root, model, account, slug, folder)
         signature = sign_typed_data(version["typed_data"], account.key)
         body: dict = {"signature": signature}
         bundle = _oms_bundle(version, files, oms_key, args.model)
@@ -151,14 +154,18 @@ def _model(client: Api, vendor_slug: str, slug: str, account: LocalAccount) -> d
     return model
 
 
-def _draft_key(endpoint: str, repo: str, files: list[FileDigest]) -> str:
-    listing = canonical_json([[f.name, f.sha256, f.size] for f in files])
-    return f"{endpoint}|{repo}|{hashlib.sha256(listing).hexdigest()}"
+def _draft_key(endpoint: str, repo: str, listing: list[tuple[str, Path]]) -> str:
+    """The same files (names, sizes, modification times) continue the same draft; a file
+    changed since the last run goes to a new one (its digest is only known once it is read)."""
+    stats = [(name, os.stat(path)) for name, path in listing]
+    described = canonical_json([[name, st.st_size, st.st_mtime_ns] for name, st in stats])
+    return f"{endpoint}|{repo}|{hashlib.sha256(described).hexdigest()}"
 
 
-def _open_draft(client: Api, base: str, state: config.UploadState, key: str, files: list[FileDigest], draft_id: int | None) -> dict:
-    """The given draft, else the one an earlier run left for the same files, else a new one
-    declaring the local digests (the server rejects the version if any file differs)."""
+def _open_draft(client: Api, base: str, state: config.UploadState, key: str, draft_id: int | None) -> dict:
+    """The given draft, else the one an earlier run left for the same files, else a new one.
+    The local digests are declared at finalize, once the upload has computed them (the server
+    rejects the version if any stored file differs)."""
     if draft_id is not None:
         return client.get(f"{base}/{draft_id}")
     earlier = state.draft(key)
@@ -172,27 +179,41 @@ def _open_draft(client: Api, base: str, state: config.UploadState, key: str, fil
             if version["status"] not in ("rejected", "failed"):
                 say(f"resuming draft #{version['id']} ({version['status']})")
                 return version
-    declared = [{"path": f.name, "sha256": f.sha256, "size": f.size} for f in files]
-    version = client.post(base, json={"files": declared})
+    version = client.post(base, json={})
     state.set_draft(key, version["id"])
     say(f"draft #{version['id']} opened")
     return version
 
 
-def _upload(client: Api, base: str, version: dict, folder: Path, files: list[FileDigest], state: config.UploadState, prefix: str) -> None:
+def _upload(
+    client: Api, base: str, version: dict, listing: list[tuple[str, Path]], state: config.UploadState, prefix: str, workers: int
+) -> list[UploadedFile]:
+    """Upload the files of a draft, `workers` at a time, each read once and hashed as it is sent;
+    the files already on the server (or all of them, past the draft) are only hashed here."""
     assert client.token is not None  # api(args, token_required=True) refused to start without one
-    done = {f["path"] for f in version["files"]}
+    draft = version["status"] == "draft"
+    done = {f["path"] for f in version["files"]} if draft else {name for name, _ in listing}
+    lock = threading.Lock()
+
+    def remembering(key: str) -> Callable[[str | None], None]:
+        def remember(url: str | None) -> None:
+            with lock:  # several uploads write the one state file
+                state.set_upload_url(key, url)
+        return remember
+
+    items = []
+    for name, path in listing:
+        key = f"{prefix}{name}|{os.stat(path).st_size}"
+        if name in done and draft:
+            say(f"{name}: already uploaded (hashing it here)")
+        items.append(FileToUpload(path, name, state.upload_url(key), remembering(key), done=name in done))
+    if draft:
+        say(f"uploading {len([i for i in items if not i.done])} file(s) to draft #{version['id']} (tus, resumable, "
+            f"{max(1, workers)} at a time), hashing each as it is sent …")
+    else:
+        say(f"hashing {len(items)} file(s) here to check draft #{version['id']} against them …")
     creation = client.url(f"{base}/{version['id']}/uploads")
-    say(f"uploading {len([f for f in files if f.name not in done])} file(s) to draft #{version['id']} (tus, resumable)")
-    for f in files:
-        if f.name in done:
-            say(f"{f.name}: already uploaded")
-            continue
-        key = f"{prefix}{f.name}|{f.sha256}"
-        upload_file(
-            creation, client.token, folder / f.name, f.name,
-            stored_url=state.upload_url(key), remember=functools.partial(state.set_upload_url, key),
-        )
+    return upload_files(creation, client.token, items, workers=workers)
 
 
 def _wait(client: Api, base: str, version: dict, waiting: set[str], deadline: float) -> dict:
@@ -209,9 +230,10 @@ def _wait(client: Api, base: str, version: dict, waiting: set[str], deadline: fl
 
 
 def _check_before_signing(
-    version: dict, files: list[FileDigest], root: str, model: dict, account: LocalAccount, slug: str, folder: Path
+    version: dict, sent: list[UploadedFile], root: str, model: dict, account: LocalAccount, slug: str, folder: Path
 ) -> None:
     """Refuse to sign anything but exactly the files hashed here, for this model."""
+    files = [s.digest() for s in sent]
     typed = version.get("typed_data") or {}
     message = typed.get("message") or {}
 
@@ -238,17 +260,21 @@ def _check_before_signing(
     if listed != sorted((f.name, f.sha256, f.size) for f in files):
         raise refuse("the signed file list (names, digests, sizes) differs from the files here")
     committed = metadata.get("segments")
-    if committed is not None and metadata_entry(_segment_document(folder, files, committed, refuse)) != committed:
+    if committed is not None and metadata_entry(_segment_document(folder, sent, committed, refuse)) != committed:
         raise refuse("the signed segment digests (metadata `segments`) are not those of the files here")
 
 
-def _segment_document(folder: Path, files: list[FileDigest], committed: object, refuse: Callable[[str], CommandError]) -> dict:
+def _segment_document(folder: Path, sent: list[UploadedFile], committed: object, refuse: Callable[[str], CommandError]) -> dict:
     """The segment document of the files here, in the segment size the metadata names: the
-    signature commits to it, so it is computed here rather than taken from the server (a second
-    read of the files, once, before signing; a file changed since the first is refused)."""
+    signature commits to it, so it is computed here rather than taken from the server. Its
+    segments are the upload's chunks when the sizes agree (the default); otherwise the files are
+    read a second time, once, before signing (a file changed since the first is refused)."""
     size = committed.get("size") if isinstance(committed, dict) else None
     if isinstance(size, bool) or not isinstance(size, int) or not MIN_SEGMENT_SIZE <= size <= MAX_SEGMENT_SIZE:
         raise refuse(f"the metadata's `segments` entry is malformed (segment size {str(size)[:40]})")
+    if all(s.chunk_size == size for s in sent):
+        return segment_document({s.name: list(s.chunk_digests) for s in sent}, size)
+    files = [s.digest() for s in sent]
     say(f"hashing {folder} in segments of {size // 1024**2} MiB (the signed metadata commits to them) …")
     digests: dict[str, list[str]] = {}
     buffer = bytearray(HASH_BLOCK_SIZE)
