@@ -557,6 +557,9 @@ def main() -> int:
     parser.add_argument("--pg-server", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--top", type=int, default=3, help="query shapes explained per selector (default 3)")
     parser.add_argument("--keep", action="store_true", help="do not drop the database at the end")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="instead of the queries, time `manage.py rebuild_ledger` over the generated events "
+                             "(1,000,000 events: --purchases 257000)")
     args = parser.parse_args()
     if "bench" not in args.database:
         parser.error("--database: it is dropped and created; its name must contain 'bench'")
@@ -599,6 +602,8 @@ def run(args, url: str, note: str) -> int:
         cursor.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
         size = cursor.fetchone()[0]
 
+    if args.rebuild:
+        return rebuild(counts, generated_s, size, note)
     end = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     start = (end - timedelta(days=1)).replace(day=1)
     heavy_vendor, heavy_buyer = gen.vendor_addresses[0], gen.buyer_addresses[0]
@@ -705,6 +710,47 @@ def run(args, url: str, note: str) -> int:
             print(f"{'PASS' if ok else 'MISS'}  {queries[key][0]}, {title}: p95 {p95:.1f} ms < {TARGET_MS} ms{same}")
     connection.close()
     return 0
+
+
+def rebuild(counts: dict, generated_s: float, size: str, note: str) -> int:
+    """`manage.py rebuild_ledger` over the mirrored events: its rate, and the same balances as the
+    ledger the generator wrote (every account's sum and last running balance, line count)."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.models import Count, Sum
+
+    from registry.models import ChainEvent
+    from royalties.ledger import MONEY_EVENTS
+    from royalties.models import LedgerLine
+
+    def balances() -> tuple[dict, dict]:
+        sums = {a: (int(s), n) for a, s, n in LedgerLine.objects.values_list("account").annotate(s=Sum("amount_wei"), n=Count("id")).order_by()}
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT DISTINCT ON (account) account, balance_after_wei FROM royalties_ledgerline "
+                           "ORDER BY account, occurred_at DESC, block_number DESC, log_index DESC, id DESC")
+            last = {a: int(b) for a, b in cursor.fetchall()}
+        return sums, last
+
+    events = ChainEvent.objects.filter(name__in=MONEY_EVENTS).count()
+    before = balances()
+    print(f"rebuilding the ledger from {events:,} money events ...", file=sys.stderr)
+    started = time.perf_counter()
+    call_command("rebuild_ledger", stdout=open(os.devnull, "w"))
+    seconds = time.perf_counter() - started
+    after = balances()
+    # the generator's order of lines need not be chain order: the sums must agree, and the rebuilt
+    # ledger's last running balance of each account must be its sum
+    same = before[0] == after[0] and all(after[1][account] == total for account, (total, _) in after[0].items())
+    print(f"{note}; {os.cpu_count()} cores; PostgreSQL {connection.pg_version // 10000}, database {size} after loading")
+    print(f"generated in {generated_s:.0f}s: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()) + "\n")
+    print("| rebuild_ledger | mirrored events | ledger lines | seconds | events/s |")
+    print("|---|---:|---:|---:|---:|")
+    lines = sum(n for _, n in after[0].values())
+    print(f"| `manage.py rebuild_ledger` (one transaction) | {events:,} | {lines:,} | {seconds:.1f} | {events / seconds:,.0f} |\n")
+    print(f"{'PASS' if same else 'MISS'}  the rebuilt ledger has the generated one's {len(after[0]):,} accounts, "
+          "line counts and sums; each account's last running balance is its sum")
+    connection.close()
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

@@ -29,12 +29,22 @@ from .services.states import (
     version_mark_unrevoked,
 )
 
+QUERY_CHUNK = 500  # model ids per `IN (...)` list
+
 
 def apply(events: list[ChainEvent]) -> None:
-    for event in events:
-        handler = _APPLY.get(event.name)
-        if handler:
-            handler(event)
+    """Apply a batch: the models the events name are read once (one query per 500 ids), with the
+    versions the `VersionPublished` events number; an event of a model this marketplace does
+    not hold costs nothing more. A state change goes through its one writer, per event."""
+    relevant = [event for event in events if event.name in _APPLY]
+    if not relevant:
+        return
+    models = _models_of(relevant)
+    versions = _versions_of(relevant, models)
+    for event in relevant:
+        model = models.get(event.args["modelId"].lower())
+        if model is not None:
+            _APPLY[event.name](event, model, versions)
 
 
 def rollback(events: list[ChainEvent]) -> None:
@@ -48,25 +58,47 @@ def _model(event: ChainEvent) -> Model | None:
     return Model.objects.filter(chain_model_id=event.args["modelId"].lower()).first()
 
 
-def _model_created(event: ChainEvent) -> None:
-    model = _model(event)
-    if model and model.status != Model.Status.LIVE and model.vendor.address == event.args["vendor"]:
+def _models_of(events: list[ChainEvent]) -> dict[str, Model]:
+    ids = sorted({event.args["modelId"].lower() for event in events})
+    models: dict[str, Model] = {}
+    for i in range(0, len(ids), QUERY_CHUNK):
+        for model in Model.objects.filter(chain_model_id__in=ids[i : i + QUERY_CHUNK]).select_related("vendor"):
+            models[model.chain_model_id] = model
+    return models
+
+
+def _versions_of(events: list[ChainEvent], models: dict[str, Model]) -> dict[tuple[int, int], Version]:
+    """The versions of held models that the batch's `VersionPublished` events number, by (model, number)."""
+    wanted: dict[int, set[int]] = {}
+    for event in events:
+        model = models.get(event.args["modelId"].lower())
+        if event.name == "VersionPublished" and model is not None:
+            wanted.setdefault(model.pk, set()).add(int(event.args["version"]))
+    found: dict[tuple[int, int], Version] = {}
+    pks = sorted(wanted)
+    numbers = sorted(set().union(*wanted.values()))
+    for i in range(0, len(pks), QUERY_CHUNK):
+        for version in Version.objects.filter(model_id__in=pks[i : i + QUERY_CHUNK], number__in=numbers):
+            if version.number in wanted[version.model_id]:
+                found.setdefault((version.model_id, version.number), version)
+    return found
+
+
+def _model_created(event: ChainEvent, model: Model, versions) -> None:
+    if model.status != Model.Status.LIVE and model.vendor.address == event.args["vendor"]:
         model_mark_live(model_id=model.pk)
 
 
-def _terms_changed(event: ChainEvent) -> None:
-    Model.objects.filter(chain_model_id=event.args["modelId"].lower()).update(
+def _terms_changed(event: ChainEvent, model: Model, versions) -> None:
+    Model.objects.filter(pk=model.pk).update(
         price_wei=int(event.args["price"]), license_duration=int(event.args["licenseDuration"]), listed=event.args["listed"]
     )
 
 
-def _version_published(event: ChainEvent) -> None:
-    model = _model(event)
-    if model is None:
-        return
+def _version_published(event: ChainEvent, model: Model, versions: dict[tuple[int, int], Version]) -> None:
     number = int(event.args["version"])
     chain_digest = event.args["rootDigest"].lower()
-    version = model.versions.filter(number=number).first()
+    version = versions.get((model.pk, number))
     if version is None or version.root_digest != chain_digest[2:]:
         if version is not None:
             # ours lost the number to a publication made elsewhere: it is not on chain, and never
@@ -89,10 +121,8 @@ def _version_published(event: ChainEvent) -> None:
     version_mark_live(version_id=version.pk, block=event.block_number, signer=event.args["signer"])
 
 
-def _version_revoked(event: ChainEvent) -> None:
-    model = _model(event)
-    if model:
-        version_mark_revoked(model=model, number=int(event.args["version"]), reason=event.args["reason"])
+def _version_revoked(event: ChainEvent, model: Model, versions) -> None:
+    version_mark_revoked(model=model, number=int(event.args["version"]), reason=event.args["reason"])
 
 
 def _undo_model_created(event: ChainEvent) -> None:

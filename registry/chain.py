@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -314,3 +315,214 @@ def call_data(function: str, *args: Any) -> dict[str, str]:
     """`{to, data}` of a registry call, for a wallet to send (`eth_sendTransaction`)."""
     contract = registry_contract()
     return {"to": contract.address, "data": contract.encode_abi(function, args=list(args))}
+
+
+# ----------------------------------------------------------------------------- raw reads and logs
+# The indexer reads logs as raw JSON-RPC and decodes them here with eth_abi: web3's per-log
+# formatting (result formatters, AttributeDicts, process_log's normalizers) was most of its cost.
+
+
+class RPCReplyError(ChainError):
+    """The node answered a raw JSON-RPC call with an error object (a range too large, a bad
+    parameter); like web3's Web3RPCError, it is not a connection fault."""
+
+    code = "chain_rpc_error"
+
+
+class MalformedLog(ValueError):
+    """A log with a known event signature (topic0) that cannot be that event: the wrong number
+    of topics, data too short or badly padded. Only a broken or hostile node sends one."""
+
+
+def rpc_call(method: str, params: list[Any]) -> Any:
+    """One raw JSON-RPC call through the configured provider: the `result` as the node sent it
+    (hex strings, plain dicts), without web3's formatting. Wrap in `chain_errors()`."""
+    reply = web3().provider.make_request(method, params)
+    if not isinstance(reply, dict) or "result" not in reply:
+        error = reply.get("error") if isinstance(reply, dict) else reply
+        raise RPCReplyError(f"{method} failed: {str(error)[:500]}")
+    return reply["result"]
+
+
+def rpc_batch(calls: list[tuple[str, list[Any]]]) -> list[Any]:
+    """Several raw JSON-RPC calls in one HTTP request; their results in the order given."""
+    if not calls:
+        return []
+    replies = web3().provider.make_batch_request(calls)
+    if not isinstance(replies, list) or len(replies) != len(calls):
+        raise RPCReplyError(f"batch of {len(calls)} calls failed: {str(replies)[:500]}")
+    results = []
+    for (method, _params), reply in zip(calls, replies, strict=True):
+        if not isinstance(reply, dict) or "result" not in reply:
+            error = reply.get("error") if isinstance(reply, dict) else reply
+            raise RPCReplyError(f"{method} failed: {str(error)[:500]}")
+        results.append(reply["result"])
+    return results
+
+
+@dataclass(frozen=True)
+class EventShape:
+    """How one event of the ABI sits in a log: its indexed arguments in the topics (a dynamic
+    type only as its keccak hash, as web3 gives it: bytes32), the others ABI-encoded in the data."""
+
+    name: str
+    indexed_names: tuple[str, ...]
+    indexed_types: tuple[str, ...]
+    data_names: tuple[str, ...]
+    data_types: tuple[str, ...]
+    # every argument one 32-byte word of a value type (uintN, intN, address, bool, bytesN): the
+    # registry's events all are, and `_decode_words` reads them without eth_abi's per-call cost
+    words: bool = False
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    kind = item["type"]
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + kind[len("tuple"):]
+    return kind
+
+
+def _is_dynamic(kind: str) -> bool:
+    return kind in ("string", "bytes") or kind.endswith("]") or kind.startswith("(")
+
+
+@functools.cache
+def event_shapes() -> dict[bytes, EventShape]:
+    """Every non-anonymous event of the registry's ABI by its topic0."""
+    from eth_utils import event_abi_to_log_topic
+
+    shapes = {}
+    for item in load_artifact()["abi"]:
+        if item["type"] != "event" or item.get("anonymous"):
+            continue
+        indexed = [i for i in item["inputs"] if i["indexed"]]
+        data = [i for i in item["inputs"] if not i["indexed"]]
+        shapes[bytes(event_abi_to_log_topic(item))] = EventShape(
+            name=item["name"],
+            indexed_names=tuple(i["name"] for i in indexed),
+            indexed_types=tuple("bytes32" if _is_dynamic(_abi_type(i)) else _abi_type(i) for i in indexed),
+            data_names=tuple(i["name"] for i in data),
+            data_types=tuple(_abi_type(i) for i in data),
+            words=all(_WORD_TYPE.fullmatch(_abi_type(i)) for i in item["inputs"]),
+        )
+    return shapes
+
+
+_WORD_TYPE = re.compile(r"u?int(8|16|24|32|40|48|56|64|72|80|88|96|104|112|120|128|136|144|152|160|168|176|184|192|200|208|216|224|232|240|248|256)?|address|bool|bytes([1-9]|[12][0-9]|3[0-2])")
+
+
+def _decode_words(types: tuple[str, ...], raw: bytes) -> list[Any]:
+    """What `eth_abi.decode(types, raw)` (strict, as web3 decodes logs) returns for value types of
+    one word each, checked the same way: padding must be zero (sign bits for intN), a bool 0 or 1;
+    data beyond the last word is ignored, as eth_abi does. ValueError otherwise."""
+    if len(raw) < 32 * len(types):
+        raise ValueError(f"{len(raw)} bytes of data for {len(types)} words")
+    values: list[Any] = []
+    for i, kind in enumerate(types):
+        word = raw[32 * i : 32 * i + 32]
+        if kind == "address":
+            if any(word[:12]):
+                raise ValueError(f"word {i}: an address with non-zero padding")
+            values.append("0x" + word[12:].hex())
+        elif kind == "bool":
+            if any(word[:31]) or word[31] > 1:
+                raise ValueError(f"word {i}: a bool that is neither 0 nor 1")
+            values.append(word[31] == 1)
+        elif kind.startswith("uint"):
+            value = int.from_bytes(word, "big")
+            if value >> int(kind[4:] or 256):
+                raise ValueError(f"word {i}: {kind} out of range")
+            values.append(value)
+        elif kind.startswith("int"):
+            bits = int(kind[3:] or 256)
+            value = int.from_bytes(word, "big", signed=True)
+            if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+                raise ValueError(f"word {i}: {kind} out of range")
+            values.append(value)
+        else:  # bytesN
+            size = int(kind[5:])
+            if any(word[size:]):
+                raise ValueError(f"word {i}: {kind} with non-zero padding")
+            values.append(word[:size])
+    return values
+
+
+@functools.lru_cache(maxsize=65536)
+def checksum_address(address: str) -> str:
+    """`to_checksum_address`, remembered: the same few payees and payers come back in every batch
+    of events, and each checksum is a keccak."""
+    return to_checksum_address(address)
+
+
+def _arg_value(kind: str, value: Any) -> Any:
+    """A decoded value in the JSON-able form the mirror stores (ChainEvent.args): checksummed
+    addresses, 0x-hex bytes, integers as digit strings, booleans and strings as they are."""
+    if kind == "address":
+        return checksum_address(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return hex0x(value)
+    if isinstance(value, (list, tuple)):
+        inner = kind[: kind.rindex("[")] if kind.endswith("]") else ""
+        if kind.startswith("(") and not kind.endswith("]"):
+            kinds = _split_tuple(kind)
+            return [_arg_value(k, v) for k, v in zip(kinds, value, strict=True)]
+        return [_arg_value(inner, v) for v in value]
+    return value
+
+
+def _split_tuple(kind: str) -> list[str]:
+    """The component types of a tuple type such as `(uint256,(address,bool),bytes32[])`."""
+    parts, depth, start = [], 0, 1
+    for i, char in enumerate(kind):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                parts.append(kind[start:i])
+        elif char == "," and depth == 1:
+            parts.append(kind[start:i])
+            start = i + 1
+    return [p for p in parts if p]
+
+
+def decode_log(topics: list[str], data: str) -> tuple[str, dict[str, Any]] | None:
+    """A registry log as (event name, args), from the raw JSON-RPC form (0x-hex topics and data).
+
+    The args are what web3's `contract.events.<Name>().process_log(log).args` give, in the
+    mirror's JSON-able form (see `_arg_value`), key for key in the same order (indexed arguments
+    first; tests/registry/test_indexer_decoding.py compares the two). None when topic0 is no event of the ABI
+    (or there is no topic: an anonymous event); MalformedLog when the log cannot be that event."""
+    from eth_abi import decode as abi_decode
+    from eth_abi.exceptions import DecodingError
+
+    if not topics:
+        return None
+    try:
+        raw_topics = [from_hex(t) for t in topics]
+        raw_data = from_hex(data) if data else b""
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise MalformedLog(f"topics or data are not hex: {str(exc)[:200]}") from exc
+    shape = event_shapes().get(raw_topics[0])
+    if shape is None:
+        return None
+    if len(raw_topics) != len(shape.indexed_types) + 1 or any(len(t) != 32 for t in raw_topics):
+        raise MalformedLog(f"{shape.name} has {len(shape.indexed_types) + 1} topics of 32 bytes; the log has "
+                           f"{len(raw_topics)} ({', '.join(str(len(t)) for t in raw_topics)} bytes)")
+    try:
+        if shape.words:
+            indexed = _decode_words(shape.indexed_types, b"".join(raw_topics[1:]))
+            values = _decode_words(shape.data_types, raw_data)
+        else:
+            indexed = abi_decode(shape.indexed_types, b"".join(raw_topics[1:])) if shape.indexed_types else ()
+            values = abi_decode(shape.data_types, raw_data) if shape.data_types else ()
+    except (DecodingError, OverflowError, ValueError) as exc:
+        raise MalformedLog(f"{shape.name}: {exc}") from exc
+    args = {name: _arg_value(kind, value) for name, kind, value in zip(shape.indexed_names, shape.indexed_types, indexed, strict=True)}
+    for name, kind, value in zip(shape.data_names, shape.data_types, values, strict=True):
+        args[name] = _arg_value(kind, value)
+    return shape.name, args

@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
-from eth_utils import to_checksum_address
 
 from registry import chain
-from registry.chain import PERPETUAL, chain_errors
+from registry.chain import PERPETUAL, chain_errors, checksum_address
+from registry.indexer import bulk_insert
 from registry.models import ChainEvent, IndexerCursor
 
 from .models import LedgerEntry, LedgerLine, ReconciliationAlert
@@ -52,15 +52,25 @@ def _credit_role(event: ChainEvent, sold_model_id: str) -> str:
     return LedgerLine.Role.VENDOR if event.args["modelId"].lower() == sold_model_id else LedgerLine.Role.UPSTREAM
 
 
-def ledger_apply(events: Iterable[ChainEvent]) -> int:
-    """Turn registry events (in chain order) into balanced entries; returns entries written."""
+def ledger_apply(events: Iterable[ChainEvent], *, _state: _BatchState | None = None) -> int:
+    """Turn registry events (in chain order) into balanced entries; returns entries written.
+
+    A batch costs a bounded number of queries, not a few per event: the entries its transactions
+    already have (one query per 500 transactions, and one for which of them have lines), the
+    publications of the models bought and the accounts that have no line yet (one query per 500
+    each), one read per account that has, then bulk inserts of the new entries and of the lines.
+    Lines are stamped with their running balances in the order the events come."""
     by_tx: dict[str, list[ChainEvent]] = defaultdict(list)
     money = [event for event in events if event.name in MONEY_EVENTS]
+    if not money:
+        return 0
     for event in money:
         by_tx[event.tx_hash].append(event)
     written = 0
-    balances = _RunningBalances(money)
+    state = _state or _BatchState()
+    balances = state.balances or _RunningBalances(money)
     versions = _Publications(money)
+    entries = _Entries(by_tx, known_empty=state.known_empty)
     for tx_events in by_tx.values():
         tx_events.sort(key=lambda e: e.log_index)
         open_entry: LedgerEntry | None = None
@@ -68,11 +78,11 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
         for event in tx_events:
             args = event.args
             if event.name == "LicensePurchased":
-                _close(open_entry, credited, balances)
+                entries.close(open_entry, credited, balances)
                 expiry = int(args["expiresAt"])
-                open_entry = _entry(
+                open_entry = entries.get_or_add(
                     event, LedgerEntry.Kind.PURCHASE, model_id=args["modelId"].lower(),
-                    licensee=to_checksum_address(args["licensee"]), payer=to_checksum_address(args["payer"]),
+                    licensee=checksum_address(args["licensee"]), payer=checksum_address(args["payer"]),
                     price_wei=int(args["price"]), perpetual=expiry >= PERPETUAL,
                     expires_at=None if expiry >= PERPETUAL else datetime.fromtimestamp(expiry, tz=UTC),
                     memo={"seats": int(args.get("seats", 1))},  # held after the purchase (none before seats: one)
@@ -81,38 +91,98 @@ def ledger_apply(events: Iterable[ChainEvent]) -> int:
                 credited = []
                 written += 1
             elif event.name in CREDIT_EVENTS and open_entry is not None:
-                payee = to_checksum_address(args[CREDIT_EVENTS[event.name]])
+                payee = checksum_address(args[CREDIT_EVENTS[event.name]])
                 role = _credit_role(event, open_entry.model_id)
                 credited.append(
                     _line(open_entry, credit_account(payee), payee, role, args["modelId"].lower(), int(args["amount"]), event.log_index)
                 )
             elif event.name == "Withdrawn":
-                payee = to_checksum_address(args["payee"])
+                payee = checksum_address(args["payee"])
                 amount = int(args["amount"])
-                entry = _entry(event, LedgerEntry.Kind.WITHDRAWAL)
-                if not entry.lines.exists():
-                    balances.write([
+                entry = entries.get_or_add(event, LedgerEntry.Kind.WITHDRAWAL)
+                if not entries.has_lines(entry):
+                    entries.add_lines(balances, [
                         _line(entry, credit_account(payee), payee, LedgerLine.Role.WITHDRAWN, "", -amount, event.log_index),
                         _line(entry, wallet_account(payee), payee, LedgerLine.Role.RECEIVED, "", amount, event.log_index),
                     ])
                 written += 1
             elif event.name == "TermsChanged":
-                _entry(event, LedgerEntry.Kind.TERMS, model_id=args["modelId"].lower(), price_wei=int(args["price"]),
-                       memo={"license_duration": int(args["licenseDuration"]), "listed": args["listed"]})
+                entries.get_or_add(event, LedgerEntry.Kind.TERMS, model_id=args["modelId"].lower(), price_wei=int(args["price"]),
+                                   memo={"license_duration": int(args["licenseDuration"]), "listed": args["listed"]})
                 written += 1
             elif event.name == "PlatformFeeChanged":
-                _entry(event, LedgerEntry.Kind.PLATFORM_FEE, memo={"bps": int(args["bps"]), "recipient": args["recipient"]})
+                entries.get_or_add(event, LedgerEntry.Kind.PLATFORM_FEE, memo={"bps": int(args["bps"]), "recipient": args["recipient"]})
                 written += 1
-        _close(open_entry, credited, balances)
+        entries.close(open_entry, credited, balances)
+    entries.save()
     return written
 
 
-def _entry(event: ChainEvent, kind: str, **fields) -> LedgerEntry:
-    entry, _ = LedgerEntry.objects.get_or_create(
-        tx_hash=event.tx_hash, log_index=event.log_index,
-        defaults=dict(kind=kind, block_number=event.block_number, occurred_at=event.block_timestamp or timezone.now(), **fields),
-    )
-    return entry
+class _BatchState:
+    """What a rebuild carries from one batch to the next: the running balances (every account
+    starts at zero: the ledger was dropped), and that no entry exists but those it wrote."""
+
+    def __init__(self, *, fresh_ledger: bool = False):
+        self.balances: _RunningBalances | None = _RunningBalances([], all_new=True) if fresh_ledger else None
+        self.known_empty = fresh_ledger
+
+
+class _Entries:
+    """The entries of a batch: those its transactions already have (read once), and the new ones
+    with their lines, inserted in bulk by `save()` in the order they were added (primary keys in
+    chain order, as when each was created in turn)."""
+
+    def __init__(self, by_tx: dict[str, list[ChainEvent]], *, known_empty: bool = False):
+        self.existing: dict[tuple[str, int], LedgerEntry] = {}
+        self.with_lines: set[int] = set()
+        if not known_empty:
+            for chunk in _chunks(by_tx):
+                for entry in LedgerEntry.objects.filter(tx_hash__in=chunk):
+                    self.existing[(entry.tx_hash, entry.log_index)] = entry
+            ids = [entry.pk for entry in self.existing.values()]
+            for chunk in _chunks(ids):
+                self.with_lines |= set(LedgerLine.objects.filter(entry_id__in=chunk).values_list("entry_id", flat=True).distinct())
+        self.new: list[LedgerEntry] = []
+        self.added: dict[tuple[str, int], LedgerEntry] = {}
+        self.lines: list[LedgerLine] = []
+        self.lined: set[int] = set()  # id() of the entries given lines in this batch
+
+    def get_or_add(self, event: ChainEvent, kind: str, **fields) -> LedgerEntry:
+        """What `LedgerEntry.objects.get_or_create` by (tx_hash, log_index) gave, one at a time."""
+        key = (event.tx_hash, event.log_index)
+        entry = self.existing.get(key) or self.added.get(key)
+        if entry is None:
+            entry = LedgerEntry(
+                tx_hash=event.tx_hash, log_index=event.log_index, kind=kind, block_number=event.block_number,
+                occurred_at=event.block_timestamp or timezone.now(), **fields,
+            )
+            self.new.append(entry)
+            self.added[key] = entry
+        return entry
+
+    def has_lines(self, entry: LedgerEntry) -> bool:
+        return id(entry) in self.lined or (entry.pk is not None and entry.pk in self.with_lines)
+
+    def add_lines(self, balances: _RunningBalances, lines: list[LedgerLine]) -> None:
+        balances.stamp(lines)
+        self.lines.extend(lines)
+        self.lined.update(id(line.entry) for line in lines)
+
+    def close(self, entry: LedgerEntry | None, credited: list[LedgerLine], balances: _RunningBalances) -> None:
+        """Add the purchase's lines: the credits, and the payer's payment that balances them."""
+        if entry is None or self.has_lines(entry):
+            return
+        total = sum(int(line.amount_wei) for line in credited)
+        payer = _line(entry, wallet_account(entry.payer), entry.payer, LedgerLine.Role.PAYER, entry.model_id, -total, entry.log_index)
+        if total != int(entry.price_wei) + sum(int(x.amount_wei) for x in credited if x.role == LedgerLine.Role.OVERPAYMENT):
+            logger.error("purchase %s: credits %s do not add up to its price %s", entry.tx_hash, total, entry.price_wei)
+        self.add_lines(balances, [payer, *credited])
+
+    def save(self) -> None:
+        bulk_insert(self.new, returning=True)
+        for line in self.lines:
+            line.entry_id = line.entry.pk  # the entry's primary key, now that it has one
+        bulk_insert(self.lines)
 
 
 def _line(entry, account, address, role, model_id, amount, log_index) -> LedgerLine:
@@ -187,11 +257,11 @@ def _accounts(events: list[ChainEvent]) -> set[str]:
     for event in events:
         args = event.args
         if event.name == "LicensePurchased":
-            accounts.add(wallet_account(to_checksum_address(args["payer"])))
+            accounts.add(wallet_account(checksum_address(args["payer"])))
         elif event.name in CREDIT_EVENTS:
-            accounts.add(credit_account(to_checksum_address(args[CREDIT_EVENTS[event.name]])))
+            accounts.add(credit_account(checksum_address(args[CREDIT_EVENTS[event.name]])))
         elif event.name == "Withdrawn":
-            payee = to_checksum_address(args["payee"])
+            payee = checksum_address(args["payee"])
             accounts |= {credit_account(payee), wallet_account(payee)}
     return accounts
 
@@ -208,31 +278,22 @@ class _RunningBalances:
     Accounts that have no line yet (most payers and payees of a new batch) are found in one query
     per 500 and start at zero; the others are read once, on their first line of the batch."""
 
-    def __init__(self, events: list[ChainEvent]):
-        accounts = _accounts(events)
-        existing = set()
-        for chunk in _chunks(accounts):
-            existing |= set(LedgerLine.objects.filter(account__in=chunk).values_list("account", flat=True).distinct())
-        self.balances: dict[str, int] = {account: 0 for account in accounts - existing}
+    def __init__(self, events: list[ChainEvent], *, all_new: bool = False):
+        self.all_new = all_new  # the ledger was empty when this started: every account starts at zero
+        self.balances: dict[str, int] = {}
+        if not all_new:
+            accounts = _accounts(events)
+            existing = set()
+            for chunk in _chunks(accounts):
+                existing |= set(LedgerLine.objects.filter(account__in=chunk).values_list("account", flat=True).distinct())
+            self.balances = {account: 0 for account in accounts - existing}
 
-    def write(self, lines: list[LedgerLine]) -> None:
+    def stamp(self, lines: list[LedgerLine]) -> None:
         for line in lines:
             if line.account not in self.balances:
-                self.balances[line.account] = last_balance(line.account)
+                self.balances[line.account] = 0 if self.all_new else last_balance(line.account)
             self.balances[line.account] += int(line.amount_wei)
             line.balance_after_wei = self.balances[line.account]
-        LedgerLine.objects.bulk_create(lines)
-
-
-def _close(entry: LedgerEntry | None, credited: list[LedgerLine], balances: _RunningBalances) -> None:
-    """Write the purchase's lines: the credits, and the payer's payment that balances them."""
-    if entry is None or entry.lines.exists():
-        return
-    total = sum(int(line.amount_wei) for line in credited)
-    payer = _line(entry, wallet_account(entry.payer), entry.payer, LedgerLine.Role.PAYER, entry.model_id, -total, entry.log_index)
-    if total != int(entry.price_wei) + sum(int(x.amount_wei) for x in credited if x.role == LedgerLine.Role.OVERPAYMENT):
-        logger.error("purchase %s: credits %s do not add up to its price %s", entry.tx_hash, total, entry.price_wei)
-    balances.write([payer, *credited])
 
 
 def ledger_rollback(events: Iterable[ChainEvent]) -> int:
@@ -242,16 +303,29 @@ def ledger_rollback(events: Iterable[ChainEvent]) -> int:
     return deleted
 
 
+REBUILD_BATCH = 20_000  # events per ledger_apply batch of a rebuild (a transaction is never split)
+
+
 @transaction.atomic
 def ledger_rebuild() -> int:
-    """Drop the ledger and write it again from the indexed events alone."""
+    """Drop the ledger and write it again from the indexed events alone, in batches of about
+    REBUILD_BATCH events (memory stays flat over millions; the running balances carry over)."""
     LedgerEntry.objects.all().delete()
-    return ledger_apply(ChainEvent.objects.filter(name__in=MONEY_EVENTS).order_by("block_number", "log_index").iterator())
+    state = _BatchState(fresh_ledger=True)
+    written = 0
+    batch: list[ChainEvent] = []
+    events = ChainEvent.objects.filter(name__in=MONEY_EVENTS).order_by("block_number", "log_index")
+    for event in events.iterator(chunk_size=5000):
+        if len(batch) >= REBUILD_BATCH and event.tx_hash != batch[-1].tx_hash:
+            written += ledger_apply(batch, _state=state)
+            batch = []
+        batch.append(event)
+    return written + ledger_apply(batch, _state=state)
 
 
 def ledger_balance(*, address: str, until=None) -> int:
     """A payee's credit (what `creditOf` should say): the sum of its lines."""
-    qs = LedgerLine.objects.filter(account=credit_account(to_checksum_address(address)))
+    qs = LedgerLine.objects.filter(account=credit_account(checksum_address(address)))
     if until is not None:
         qs = qs.filter(occurred_at__lt=until)
     return int(qs.aggregate(s=Sum("amount_wei"))["s"] or 0)
@@ -273,7 +347,7 @@ def ledger_reconcile() -> list[ReconciliationAlert]:
         LedgerLine.objects.filter(account__startswith="credit:").values_list("address", flat=True).distinct()
     )
     for name in ("RoyaltyCredited", "PlatformFeeCredited"):  # credited on chain, even if the ledger missed it
-        payees |= {to_checksum_address(a) for a in ChainEvent.objects.filter(name=name).values_list(f"args__{CREDIT_EVENTS[name]}", flat=True)}
+        payees |= {checksum_address(a) for a in ChainEvent.objects.filter(name=name).values_list(f"args__{CREDIT_EVENTS[name]}", flat=True)}
     alerts = []
     with chain_errors():
         for payee in sorted(payees):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from registry.caching import cache_generation_bump
+from registry.chain import PERPETUAL, checksum_address
 from registry.models import ChainEvent
 
 from .ledger import ledger_apply, ledger_rollback
@@ -11,17 +14,32 @@ from .services import license_record
 
 
 def apply(events: list[ChainEvent]) -> None:
+    """The ledger's entries, then the licences bought (one upsert per 500 licences)."""
     ledger_apply(events)
+    _licenses_record(events)
+
+
+def _licenses_record(events: list[ChainEvent]) -> None:
+    """What `license_record` writes for each LicensePurchased, in one upsert per 500 licences:
+    the last purchase of a (model, licensee) in the batch wins, as it would one event at a time;
+    an expiry of zero writes nothing."""
+    latest: dict[tuple[str, str], ChainEvent] = {}
     for event in events:
-        if event.name == "LicensePurchased":
-            license_record(
-                model_id=event.args["modelId"],
-                licensee=event.args["licensee"],
-                expiry=int(event.args["expiresAt"]),
-                block=event.block_number,
-                source=License.Source.EVENT,
-                seats=_seats(event),
-            )
+        if event.name == "LicensePurchased" and int(event.args["expiresAt"]) != 0:
+            latest[(event.args["modelId"].lower(), checksum_address(event.args["licensee"]))] = event
+    rows = []
+    for (model_id, licensee), event in latest.items():
+        expiry = int(event.args["expiresAt"])
+        perpetual = expiry >= PERPETUAL
+        rows.append(License(
+            model_id=model_id, licensee=licensee, perpetual=perpetual,
+            expires_at=None if perpetual else datetime.fromtimestamp(expiry, tz=UTC),
+            seats=min(max(_seats(event), 1), 2**32 - 1), source=License.Source.EVENT, observed_block=event.block_number,
+        ))
+    License.objects.bulk_create(
+        rows, batch_size=500, update_conflicts=True, unique_fields=["model_id", "licensee"],
+        update_fields=["perpetual", "expires_at", "seats", "source", "observed_block", "updated_at"],
+    )
 
 
 def rollback(events: list[ChainEvent]) -> None:
