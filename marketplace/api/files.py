@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 
 from ..models import Artifact
 from ..storage import is_local, presigned_url
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+CHUNK = 1024 * 1024
 
 
 class RangeNotSatisfiable(Exception):
@@ -105,15 +105,18 @@ def file_response(
             response[key] = value
         response["X-Linked-Size"] = str(artifact.size)
         return response
-    else:
-        # the file, or the window of it a Range names: the WSGI server sends it with sendfile()
-        # (gunicorn sends Content-Length bytes from the file's offset), no copy through Python;
-        # a server that iterates instead reads the window and stops at its end
+    elif not byte_range:
+        # a whole file: FileResponse lets the WSGI server use sendfile (no copy through Python)
         handle = open(default_storage.path(artifact.storage_name), "rb")  # noqa: SIM115 (the response closes it)
-        body = _Window(handle, start, length) if byte_range else handle
-        response = _SentFileResponse(body, on_close=lambda: on_done(length, start if byte_range else None))
-        response.status_code = 206 if byte_range else 200
+        response = _SentFileResponse(handle, on_close=lambda: on_done(length, None))
+        response.status_code = 200
         response["Content-Type"] = "application/octet-stream"
+    else:
+        response = StreamingHttpResponse(
+            _stream(artifact.storage_name, start, length, lambda sent: on_done(sent, start if byte_range else None)),
+            status=206 if byte_range else 200,
+            content_type="application/octet-stream",
+        )
     for key, value in headers.items():
         response[key] = value
     response["Content-Length"] = str(length)
@@ -122,28 +125,20 @@ def file_response(
     return response
 
 
-class _Window:
-    """Bytes [start, start + length) of an open file as a file object: `fileno()` (positioned at
-    `start`) for the server's sendfile, `read()` that ends at the window's end for one that
-    iterates (Django's test client, a server without sendfile or behind TLS)."""
-
-    def __init__(self, handle: BinaryIO, start: int, length: int):
-        handle.seek(start)
-        self._handle = handle
-        self._left = length
-
-    def fileno(self) -> int:
-        return self._handle.fileno()
-
-    def read(self, size: int = -1) -> bytes:
-        if self._left <= 0:
-            return b""
-        block = self._handle.read(self._left if size is None or size < 0 else min(size, self._left))
-        self._left -= len(block)
-        return block
-
-    def close(self) -> None:
-        self._handle.close()
+def _stream(storage_name: str, start: int, length: int, done: Callable[[int], None]) -> Iterator[bytes]:
+    sent = 0
+    try:
+        with default_storage.open(storage_name, "rb") as fh:
+            if start:
+                fh.seek(start)
+            while sent < length:
+                block = fh.read(min(CHUNK, length - sent))
+                if not block:
+                    break
+                sent += len(block)
+                yield block
+    finally:
+        done(sent)
 
 
 class _SentFileResponse(FileResponse):

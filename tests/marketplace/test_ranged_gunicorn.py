@@ -1,8 +1,8 @@
-"""Ranged downloads under real gunicorn: the window of the file a Range names is handed to
-sendfile() (marketplace/api/files.py `_Window`: gunicorn sends Content-Length bytes from the
-file's offset), so the bytes must be exactly that window, at the start, in the middle and at the
-end of the file, and a whole-file GET on the same kept-alive connection must still be whole.
-The in-process test client and runserver iterate `read()` instead: the other tests cover that."""
+"""Ranged downloads under real gunicorn: the bytes are exactly the window a Range names, at the
+start, in the middle and at the end of the file, and a whole-file GET (sendfile) on the same
+kept-alive connection is still whole; each answer is recorded with what it sent, and receipted.
+(Ranged answers are streamed through Python: sending them with sendfile made `hallmark pull`
+slower here, docs/benchmarks.md "Pull at wire speed".)"""
 
 from __future__ import annotations
 
