@@ -49,6 +49,7 @@ JOURNAL = "journal.json"
 STAGED = "files"
 RETIRED = "retired"
 CHUNK = 1024 * 1024  # one read from the socket, one pwrite: the memory a worker holds
+MAX_RUN_SEGMENTS = 64  # one Range GET asks for at most this many segments (1 GiB of 16 MiB ones)
 MAX_ATTEMPTS = 5  # per segment, before the pull stops with an error
 MAX_REDIRECTS = 3
 MAX_FILES = 100_000
@@ -486,6 +487,10 @@ class Downloader:
         holds back only a small share)."""
         missing = [(item, i) for item in self.files for i in range(item.count) if i not in item.done]
         per_run = max(1, min(16, -(-len(missing) // (self.workers * 4))))
+        if len({item.spec.path for item, _ in missing}) >= 2 * self.workers:
+            # files enough for every worker to take whole ones: each is then hashed as it arrives,
+            # in order, and no segment is read back from disk for the whole-file hash
+            per_run = MAX_RUN_SEGMENTS
         runs: list[_Run] = []
         for item, index in missing:
             last = runs[-1] if runs else None
