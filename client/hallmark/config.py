@@ -45,21 +45,26 @@ def read_json(name: str) -> dict[str, Any]:
 
 def write_private(name: str, data: dict[str, Any]) -> Path:
     """Write `data` as JSON to the config folder with mode 0600, replacing the file atomically."""
-    folder = ensure_dir()
-    path = folder / name
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    path = ensure_dir() / name
+    write_private_bytes(path, json.dumps(data, indent=2, sort_keys=True).encode())
+    return path
+
+
+def write_private_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` with mode 0600 (from its creation: never readable by others, even
+    for a moment), fsynced, replacing the file atomically; nothing is left behind on a failure."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
-    return path
 
 
 def normalize_endpoint(url: str) -> str:

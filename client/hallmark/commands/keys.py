@@ -66,18 +66,7 @@ def _init(args: argparse.Namespace) -> int:
     if not args.out:
         config.ensure_dir()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(oms.private_key_pem(key))
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    config.write_private_bytes(path, oms.private_key_pem(key))
     say(oms.public_key_pem(key).rstrip())
     say(f"sha256 {oms.key_sha256(key)}  (private key: {path}, mode 0600)")
     say("publish it with `hallmark keys register`; give the public key to buyers for `model_signing verify key`")
