@@ -12,7 +12,11 @@
 
 Projections (the license mirror, version states, ...) live in other apps and are named in the
 INDEXER_PROJECTIONS setting: modules with `apply(events)` and `rollback(events)`, called in the
-same database transaction as the events they concern. This module imports none of them.
+same database transaction as the events they concern. This module imports none of them. Optional
+hooks for state a projection writes ahead of the indexer (the licence mirror's contract reads):
+`reorged(ancestor)` after a rollback, and `observed_blocks(start, end)` / `confirm_observed(start,
+end, hashes)` before a range is applied, so that a row from a block that a reorg deeper than
+CONFIRMATIONS replaced before the cursor reached it is found too.
 
 One bad event must not stop the mirror (a poison event): each projection applies a range's events
 in one batch inside a savepoint; when the batch raises, it applies them again one transaction's
@@ -132,6 +136,12 @@ def _indexer_run(*, max_range: int | None, max_ranges: int | None) -> IndexRun:
     return run
 
 
+def _hook(projection, name: str, *args, default=None):
+    """A projection's optional hook (`observed_blocks`, `confirm_observed`, `reorged`), if it has one."""
+    hook = getattr(projection, name, None)
+    return default if hook is None else hook(*args)
+
+
 RPC_BATCH = 500  # eth_getBlockByNumber calls per JSON-RPC batch
 QUERY_CHUNK = 500  # values per `IN (...)` list
 
@@ -146,7 +156,8 @@ def _index_range(address: str, start: int, end: int) -> int:
         end_hash = _block_hashes([end])[end][0]
         raw_logs = chain.rpc_call("eth_getLogs", [{"address": address, "fromBlock": hex(start), "toBlock": hex(end)}])
         logs = _parse_logs(raw_logs, address, start, end)
-        blocks = _block_hashes(sorted({end} | {log.block_number for log in logs}))
+        observed = {n for projection in _projections() for n in _hook(projection, "observed_blocks", start, end, default=[])}
+        blocks = _block_hashes(sorted({end} | {log.block_number for log in logs} | {n for n in observed if start <= n <= end}))
     if blocks[end][0] != end_hash or any(log.block_hash != blocks[log.block_number][0] for log in logs):
         raise ReorgDuringRead()
     hashes = {number: block_hash for number, (block_hash, _) in blocks.items()}
@@ -161,6 +172,10 @@ def _index_range(address: str, start: int, end: int) -> int:
             seen |= set(ChainEvent.objects.filter(tx_hash__in=chunk).values_list("tx_hash", "log_index"))
         fresh = [e for e in events if (e.tx_hash, e.log_index) not in seen]
         skipped_events: list[ChainEvent] = []
+        for projection in _projections():
+            # rows a projection wrote ahead of the indexer from blocks of this range that a deep
+            # reorg replaced: no rollback will find them, since the cursor never reached them
+            _hook(projection, "confirm_observed", start, end, hashes)
         bulk_insert(fresh, returning=True)
         IndexedBlock.objects.filter(contract=address, number__in=list(hashes)).delete()
         IndexedBlock.objects.filter(contract=address, number__lt=end - BLOCK_WINDOW).delete()
@@ -443,9 +458,7 @@ def _rollback(contract: str, ancestor: int) -> tuple[int, int]:
         for projection in _projections():
             # facts a projection read from blocks that left the chain (not from events: a licence
             # read from the contract at a block) are forgotten too, if the projection keeps any
-            forget = getattr(projection, "reorged", None)
-            if forget is not None:
-                forget(ancestor)
+            _hook(projection, "reorged", ancestor)
         kept = IndexedBlock.objects.filter(contract=contract, number=ancestor).first()
         cursor.block_number = ancestor
         cursor.block_hash = kept.hash if kept else ""

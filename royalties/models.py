@@ -27,9 +27,17 @@ class License(TimeStamped):
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.CHAIN_READ)
     observed_block = models.PositiveBigIntegerField(null=True, blank=True)
+    observed_block_hash = models.CharField(
+        max_length=66, blank=True, default="",
+        help_text="the hash of observed_block when the row was written: a row written ahead of the indexer (a "
+        "contract read, a purchase receipt) is forgotten when the indexer finds that block replaced",
+    )
 
     class Meta:
-        indexes = [models.Index(fields=["licensee"], name="license_licensee")]  # a wallet's licences
+        indexes = [
+            models.Index(fields=["licensee"], name="license_licensee"),  # a wallet's licences
+            models.Index(fields=["observed_block"], name="license_observed_block"),  # the indexer's check of a range
+        ]
         constraints = [
             models.UniqueConstraint(fields=["model_id", "licensee"], name="license_unique_model_licensee"),
             models.CheckConstraint(

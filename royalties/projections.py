@@ -35,10 +35,11 @@ def _licenses_record(events: list[ChainEvent]) -> None:
             model_id=model_id, licensee=licensee, perpetual=perpetual,
             expires_at=None if perpetual else datetime.fromtimestamp(expiry, tz=UTC),
             seats=min(max(_seats(event), 1), 2**32 - 1), source=License.Source.EVENT, observed_block=event.block_number,
+            observed_block_hash=event.block_hash.lower(),
         ))
     License.objects.bulk_create(
         rows, batch_size=500, update_conflicts=True, unique_fields=["model_id", "licensee"],
-        update_fields=["perpetual", "expires_at", "seats", "source", "observed_block", "updated_at"],
+        update_fields=["perpetual", "expires_at", "seats", "source", "observed_block", "observed_block_hash", "updated_at"],
     )
 
 
@@ -58,7 +59,7 @@ def rollback(events: list[ChainEvent]) -> None:
         else:
             license_record(
                 model_id=model_id, licensee=licensee, expiry=int(latest.args["expiresAt"]),
-                block=latest.block_number, source=License.Source.EVENT, seats=_seats(latest),
+                block=latest.block_number, source=License.Source.EVENT, seats=_seats(latest), block_hash=latest.block_hash,
             )
 
 
@@ -68,9 +69,33 @@ def _seats(event: ChainEvent) -> int:
 
 
 def reorged(ancestor: int) -> None:
-    """Blocks above `ancestor` left the chain (the indexer rolled back to it): a licence mirrored
-    from a contract read at one of them (`license_check` at the safe block, not an event) is no
-    longer evidence of anything. It is forgotten; the next check reads the chain again."""
-    gone = License.objects.filter(source=License.Source.CHAIN_READ, observed_block__gt=ancestor).delete()[0]
+    """Blocks above `ancestor` left the chain (the indexer rolled back to it, and `rollback` has
+    recomputed every licence of the events removed): a licence still mirrored from one of those
+    blocks was written ahead of the indexer (a contract read at the safe block, a purchase
+    receipt) and is no longer evidence of anything. It is forgotten; the next check reads the chain again."""
+    gone = License.objects.filter(observed_block__gt=ancestor).delete()[0]
     if gone:
+        cache_generation_bump()
+
+
+def observed_blocks(start: int, end: int) -> list[int]:
+    """The blocks in `start`..`end` that mirrored licences were seen at (at most end - start + 1
+    numbers): the indexer reads their canonical hashes for `confirm_observed`."""
+    return list(
+        License.objects.filter(observed_block__range=(start, end)).values_list("observed_block", flat=True).distinct()
+    )
+
+
+def confirm_observed(start: int, end: int, hashes: dict[int, str]) -> None:
+    """The indexer is about to apply blocks `start`..`end`, whose canonical hashes include
+    `hashes`: a licence written ahead of it (a contract read at the safe block, a purchase
+    receipt) from a block that a reorg deeper than CONFIRMATIONS has since replaced never reached
+    the indexer's cursor, so no rollback will find it. Such a row (or one whose block's hash is
+    unknown: written after `observed_blocks` was asked, or before hashes were kept) is forgotten;
+    the next licence check reads the chain again, and the events of the range are applied after this."""
+    rows = License.objects.filter(observed_block__range=(start, end)).values_list("pk", "observed_block", "observed_block_hash")
+    stale = [pk for pk, block, block_hash in rows.iterator() if not block_hash or hashes.get(block) != block_hash]
+    for begin in range(0, len(stale), 500):
+        License.objects.filter(pk__in=stale[begin:begin + 500]).delete()
+    if stale:
         cache_generation_bump()

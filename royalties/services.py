@@ -92,10 +92,12 @@ def license_mirror_hit(*, model_id: str, licensees) -> LicenseDecision | None:
 
 
 def license_record(
-    *, model_id: str, licensee: str, expiry: int, block: int | None, source: str, seats: int = 1
+    *, model_id: str, licensee: str, expiry: int, block: int | None, source: str, seats: int = 1, block_hash: str = "",
 ) -> License | None:
     """Mirror a licence seen on chain: its expiry (unix seconds, PERPETUAL for ever) and its seats
-    (events indexed before seats existed carry none: one seat)."""
+    (events indexed before seats existed carry none: one seat). `block_hash`: the hash of `block`
+    as the row's writer saw it; the indexer forgets the row if that block is replaced before it
+    has indexed it (see royalties.projections.confirm_observed)."""
     if expiry == 0:
         return None
     perpetual = expiry >= PERPETUAL
@@ -105,7 +107,7 @@ def license_record(
         licensee=to_checksum_address(licensee),
         defaults={
             "perpetual": perpetual, "expires_at": expires_at, "seats": _seats(seats), "source": source,
-            "observed_block": block,
+            "observed_block": block, "observed_block_hash": (block_hash or "").lower(),
         },
     )
     return row
@@ -132,10 +134,14 @@ def _check_on_chain(model_id: str, wallets: list[str], now: datetime) -> License
     with chain_errors():
         head = w3.eth.block_number
         safe = max(head - max(settings.CONFIRMATIONS, 1) + 1, 0)
+        safe_hash = ""
         for wallet in wallets:
             expiry, seats = contract.functions.licenseOf(raw_id, wallet).call(block_identifier=head)
             if not _valid(expiry, now):
                 continue
+            # the safe block's hash before reading at it: if a reorg replaces the block in between,
+            # the row is forgotten for nothing (read again later), never kept for a block that left
+            safe_hash = safe_hash or hex0x(w3.eth.get_block(safe)["hash"])
             if safe != head:
                 expiry_at_safe, seats_at_safe = contract.functions.licenseOf(raw_id, wallet).call(block_identifier=safe)
                 if not _valid(expiry_at_safe, now):
@@ -149,7 +155,7 @@ def _check_on_chain(model_id: str, wallets: list[str], now: datetime) -> License
                 expiry, seats = expiry_at_safe, seats_at_safe
             row = license_record(
                 model_id=model_id, licensee=wallet, expiry=expiry, block=safe, source=License.Source.CHAIN_READ,
-                seats=seats,
+                seats=seats, block_hash=safe_hash,
             )
             return LicenseDecision(True, wallet, row.expires_at, row.perpetual, "chain", seats=row.seats)
     return unconfirmed or LicenseDecision(False)
@@ -304,6 +310,7 @@ def purchase_confirm(*, tx_hash: str) -> PurchaseConfirmation:
         fields = dict(
             model_id=hex0x(args["modelId"]), licensee=args["licensee"], expiry=int(args["expiresAt"]),
             block=receipt["blockNumber"], source=License.Source.EVENT, seats=int(args["seats"]),
+            block_hash=hex0x(receipt["blockHash"]),
         )
         row = license_record(**fields) if confirmed else _license_unsaved(**fields)
         if row is not None:
@@ -313,11 +320,14 @@ def purchase_confirm(*, tx_hash: str) -> PurchaseConfirmation:
     return PurchaseConfirmation(licences, confirmed, depth, needed)
 
 
-def _license_unsaved(*, model_id: str, licensee: str, expiry: int, block: int, source: str, seats: int) -> License | None:
+def _license_unsaved(
+    *, model_id: str, licensee: str, expiry: int, block: int, source: str, seats: int, block_hash: str,
+) -> License | None:
     """What license_record would mirror, without writing it."""
     if expiry == 0:
         return None
     return License(
         model_id=model_id.lower(), licensee=to_checksum_address(licensee), perpetual=expiry >= PERPETUAL,
         expires_at=_expiry_datetime(expiry), seats=_seats(seats), source=source, observed_block=block,
+        observed_block_hash=block_hash.lower(),
     )

@@ -144,3 +144,77 @@ def test_a_licence_read_from_blocks_a_deeper_reorg_removed_is_forgotten(chain, s
     assert not License.objects.filter(licensee=buyer.address).exists()
     refused = client_for(buyer).get(URL)
     assert refused.status_code == 403 and refused["X-Error-Code"] == "GatedRepo"
+
+
+@pytest.mark.parametrize("written_by", ["contract_read", "purchase_receipt"])
+def test_a_licence_written_ahead_of_the_indexer_from_a_block_a_deep_reorg_replaced_is_forgotten(
+    chain, settings, live_version, buyer, written_by,
+):
+    """The indexer's cursor is below the purchase when a reorg deeper than CONFIRMATIONS removes
+    it: the cursor's block is still canonical, so no rollback happens, yet the row read from the
+    contract (or from the receipt) at the replaced block must not survive the indexer passing it."""
+    from registry.indexer import indexer_run
+
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    model_id = live_version.model.chain_model_id
+    chain.rpc("anvil_mine", [5])
+    indexer_run()  # the cursor sits 2 blocks below the head
+    cursor_block = indexer_run().to_block
+    receipt = purchase(chain, model_id, buyer.key)
+    chain.rpc("anvil_mine", [2])  # 3 deep: confirmed
+    if written_by == "contract_read":
+        assert license_check(model_id=model_id, wallets=[buyer.address]).confirmed
+    else:
+        assert confirm(buyer, receipt["transactionHash"].to_0x_hex()).json()["confirmed"] is True
+    row = License.objects.get(licensee=buyer.address)
+    assert row.observed_block == receipt["blockNumber"] and row.observed_block_hash == receipt["blockHash"].to_0x_hex()
+    assert cursor_block < receipt["blockNumber"] - 1  # the reorg below leaves the cursor's block alone
+
+    chain.rpc("anvil_reorg", [4, []])  # deeper than CONFIRMATIONS, above the cursor: the purchase is gone
+    assert chain_module.registry_contract().functions.licenseExpiry(to_bytes32(model_id), buyer.address).call() == 0
+    run = indexer_run()
+    assert run.rolled_back_to is None and run.to_block >= receipt["blockNumber"]
+    assert not License.objects.filter(licensee=buyer.address).exists()
+    refused = client_for(buyer).get(URL)
+    assert refused.status_code == 403 and refused["X-Error-Code"] == "GatedRepo"
+
+
+def test_a_licence_read_ahead_of_the_indexer_from_a_block_that_stays_is_kept_and_becomes_the_event(
+    chain, settings, live_version, buyer,
+):
+    from registry.indexer import indexer_run
+
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    model_id = live_version.model.chain_model_id
+    indexer_run()
+    receipt = purchase(chain, model_id, buyer.key)
+    chain.rpc("anvil_mine", [2])
+    assert license_check(model_id=model_id, wallets=[buyer.address]).source == "chain"
+    assert License.objects.get(licensee=buyer.address).source == License.Source.CHAIN_READ
+
+    indexer_run()
+    row = License.objects.get(licensee=buyer.address)
+    assert (row.source, row.observed_block) == (License.Source.EVENT, receipt["blockNumber"])
+    assert row.observed_block_hash == receipt["blockHash"].to_0x_hex()
+    assert client_for(buyer).get(URL).status_code == 200
+
+
+def test_a_licence_mirrored_before_block_hashes_were_kept_is_read_again_once_the_indexer_reaches_it(
+    chain, live_version, buyer,
+):
+    """A row without a hash (written before hashes were kept) cannot be checked: the indexer
+    forgets it when it reaches its block, and the next check mirrors it again, with its hash."""
+    from royalties import projections
+
+    model_id = live_version.model.chain_model_id
+    receipt = purchase(chain, model_id, buyer.key)
+    chain.rpc("anvil_mine", [2])
+    license_check(model_id=model_id, wallets=[buyer.address])
+    License.objects.filter(licensee=buyer.address).update(observed_block_hash="")
+    block, block_hash = receipt["blockNumber"], receipt["blockHash"].to_0x_hex()
+
+    assert projections.observed_blocks(block, block) == [block]
+    projections.confirm_observed(block, block, {block: block_hash})
+    assert not License.objects.filter(licensee=buyer.address).exists()
+    assert license_check(model_id=model_id, wallets=[buyer.address]).source == "chain"
+    assert License.objects.get(licensee=buyer.address).observed_block_hash == block_hash
