@@ -33,13 +33,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _stack import Stack, cleanup_on_sigterm, commit_note, load_note  # noqa: E402
+from _stack import Stack, children_of, cleanup_on_sigterm, commit_note, load_note  # noqa: E402
 from download import Marketplace, write_safetensors  # noqa: E402
 
 MiB = 1024**2
@@ -61,21 +63,47 @@ for name in names:
 """
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """Run `cmd` under /usr/bin/time (its maximum resident set size: the child's own, not
-    inflated by this Python parent it was forked from); wall seconds, peak RSS (MB), stdout."""
+    inflated by this Python parent it was forked from); wall seconds, peak RSS (MB), CPU seconds
+    (user + system), stdout."""
     report = Path(env["HALLMARK_CONFIG_DIR"]).parent / "time.txt"
     start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-o", str(report), "-f", "%M", *cmd], env=env, capture_output=True, text=True)
+    done = subprocess.run(["/usr/bin/time", "-o", str(report), "-f", "%M %U %S", *cmd], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:3])} ... exited {done.returncode}: {done.stderr[-800:]}")
-    return seconds, int(report.read_text().split()[-1]) / 1024, done.stdout
+    peak, user, system = report.read_text().split()[-3:]
+    return seconds, int(peak) / 1024, float(user) + float(system), done.stdout
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes `pids` have used so far, from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+@dataclass
+class Measure:
+    seconds: float
+    peak_mb: float
+    client_cpu: float  # the client processes' CPU seconds
+    server_cpu: float  # gunicorn's workers' CPU seconds over the same time
 
 
 class Bench:
     def __init__(self, stack: Stack, ours: Marketplace, workers: int | None):
         self.stack, self.ours, self.workers = stack, ours, workers
+        self.server = children_of(ours.proc.pid)  # the gunicorn workers (sync: they live on)
         self.repo = ours.seed["repo_id"]
         self.token = ours.licensed_token
         self.scratch = stack.dir / "scratch"
@@ -92,43 +120,50 @@ class Bench:
         self.scratch.mkdir()
         return self.scratch / "model"
 
-    def anchor(self, version: dict) -> tuple[float, float]:
+    def measured(self, measure: Callable[[dict], tuple[float, float, float]], version: dict) -> Measure:
+        """`measure(version)` with the server's CPU over the same time."""
+        before = cpu_of(self.server)
+        seconds, peak, client_cpu = measure(version)
+        return Measure(seconds, peak, client_cpu, cpu_of(self.server) - before)
+
+    def anchor(self, version: dict) -> tuple[float, float, float]:
         folder = self.fresh()
         folder.mkdir()
-        seconds, peak = 0.0, 0.0
+        seconds, peak, cpu = 0.0, 0.0, 0.0
         for f in version["files"]:
             url = self.ours.resolve_url(self.ours.endpoint, version["number"], f["path"])
             target = folder / f["path"]
-            s1, m1, _ = timed(["curl", "-sS", "-f", "-o", str(target), "-H", f"Authorization: Bearer {self.token}", url], self.env)
-            s2, m2, out = timed(["openssl", "dgst", "-sha256", "-r", str(target)], self.env)
+            s1, m1, c1, _ = timed(["curl", "-sS", "-f", "-o", str(target), "-H", f"Authorization: Bearer {self.token}", url], self.env)
+            s2, m2, c2, out = timed(["openssl", "dgst", "-sha256", "-r", str(target)], self.env)
             if out.split()[0] != f["sha256"]:
                 raise RuntimeError(f"{f['path']}: curl got other bytes")
             seconds += s1 + s2
             peak = max(peak, m1, m2)
-        return seconds, peak
+            cpu += c1 + c2
+        return seconds, peak, cpu
 
-    def pull(self, version: dict, *, chain: bool) -> tuple[float, float]:
+    def pull(self, version: dict, *, chain: bool) -> tuple[float, float, float]:
         folder = self.fresh()
         cmd = [str(HALLMARK), "pull", self.repo, "--revision", f"v{version['number']}", "--dir", str(folder),
                "--endpoint", self.ours.endpoint, *(["--workers", str(self.workers)] if self.workers else [])]
         cmd += ["--rpc", self.stack.rpc_url, "--registry", self.stack.deployment["address"]] if chain else ["--no-verify"]
-        seconds, peak, out = timed(cmd, self.env)
+        seconds, peak, cpu, out = timed(cmd, self.env)
         for f in version["files"]:
             if (folder / f["path"]).stat().st_size != f["size"]:
                 raise RuntimeError(f"hallmark pull left {f['path']} with the wrong size")
         if chain and "verified:" not in out:
             raise RuntimeError(f"hallmark pull did not verify: {out[-500:]}")
-        return seconds, peak
+        return seconds, peak, cpu
 
-    def hf(self, version: dict) -> tuple[float, float]:
+    def hf(self, version: dict) -> tuple[float, float, float]:
         folder = self.fresh()
         names = [f["path"] for f in version["files"]]
-        seconds, peak, out = timed([sys.executable, "-c", HF_SCRIPT, self.ours.endpoint, self.token, self.repo, version["commit"],
-                                    str(folder), *names], self.env)
+        seconds, peak, cpu, out = timed([sys.executable, "-c", HF_SCRIPT, self.ours.endpoint, self.token, self.repo,
+                                         version["commit"], str(folder), *names], self.env)
         got = dict(line.split() for line in out.splitlines())
         if any(got.get(f["path"]) != f["sha256"] for f in version["files"]):
             raise RuntimeError("hf_hub_download got other bytes")
-        return seconds, peak
+        return seconds, peak, cpu
 
 
 def main() -> int:
@@ -146,7 +181,7 @@ def main() -> int:
     big = (args.size_mib or (64 if args.quick else 1024)) * MiB
     cleanup_on_sigterm()
     note = f"{commit_note()}; {load_note()}"
-    rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    rows: dict[tuple[str, str], list[Measure]] = {}
     with Stack(prefix="hallmark-bench-pull-", tmp_parent=args.tmp) as stack:
         need = 5 * big + 1024 * MiB
         if shutil.disk_usage(stack.dir).free < need:
@@ -181,7 +216,7 @@ def main() -> int:
                 turn = plan[round_ % len(plan):] + plan[:round_ % len(plan)]  # each client goes first once
                 for kind, version in versions.items():
                     for name, measure in turn:
-                        rows.setdefault((name, kind), []).append(measure(version))
+                        rows.setdefault((name, kind), []).append(bench.measured(measure, version))
         except Exception:
             for name in ("gunicorn", "anvil"):
                 tail = stack.log_tail(name)
@@ -191,7 +226,8 @@ def main() -> int:
         finally:
             shutil.rmtree(stack.dir / "scratch", ignore_errors=True)
 
-    best = {key: (min(s for s, _ in runs), max(m for _, m in runs)) for key, runs in rows.items()}
+    fastest = {key: min(runs, key=lambda m: m.seconds) for key, runs in rows.items()}
+    best = {key: (fastest[key].seconds, max(m.peak_mb for m in runs)) for key, runs in rows.items()}
     label = {
         "anchor": "curl -o FILE + openssl dgst -sha256 (anchor)",
         "pull": f"hallmark pull --no-verify --workers {args.workers or 'default'}",
@@ -216,7 +252,15 @@ def main() -> int:
     growth = best[("pull", "one")][1] - best[("pull", "four")][1]
     print(f"{'PASS' if growth <= FLAT_MB else 'MISS'}  hallmark pull's peak RSS flat in file size "
           f"({big // 4 // MiB} -> {big // MiB} MiB files: {growth:+.1f} MB, limit +{FLAT_MB} MB)")
-    print(json.dumps({f"{n}/{k}": {"seconds": round(s, 3), "peak_rss_mb": round(m, 1)} for (n, k), (s, m) in best.items()}))
+    print("\nCPU seconds of the fastest round (client + gunicorn; 2 cores cap what both can use at once):\n")
+    print("| client | " + " | ".join(f"{k}: client | server | total" for k in kinds.values()) + " |")
+    print("|---|" + "---:|---:|---:|" * len(kinds))
+    for name in label:
+        cells = [f"{fastest[(name, k)].client_cpu:.2f} | {fastest[(name, k)].server_cpu:.2f} | "
+                 f"{fastest[(name, k)].client_cpu + fastest[(name, k)].server_cpu:.2f}" for k in kinds]
+        print(f"| {label[name]} | " + " | ".join(cells) + " |")
+    print(json.dumps({f"{n}/{k}": {"seconds": round(s, 3), "peak_rss_mb": round(m, 1), "client_cpu": round(fastest[(n, k)].client_cpu, 2),
+                                   "server_cpu": round(fastest[(n, k)].server_cpu, 2)} for (n, k), (s, m) in best.items()}))
     return 0
 
 
