@@ -362,8 +362,11 @@ class ReceiptBatch(TimeStamped):
 
 class Receipt(TimeStamped):
     """One granted GET of a file, in the fields (and 0x-hex forms) of docs/recorder.md: the leaf
-    of its batch's Merkle tree. `leaf` is computed when the batch closes, off the download path."""
+    of its batch's Merkle tree. `leaf` is computed when the batch closes, off the download path.
+    Every index costs each granted GET (bench/receipts.py): none on `created_at` (`served_at` is
+    the receipt's time), and the batch's only on rows in one (a new receipt has none)."""
 
+    created_at = models.DateTimeField(auto_now_add=True)
     receipt_id = models.CharField(max_length=66, unique=True)
     model_id = models.CharField(max_length=66)  # queried through marketplace_receipt_model_at (model_id, served_at)
     version = models.PositiveIntegerField()
@@ -375,13 +378,16 @@ class Receipt(TimeStamped):
     range_end = models.PositiveBigIntegerField(help_text="exclusive")
     served_at = models.PositiveBigIntegerField(help_text="unix seconds")
     download = models.ForeignKey(Download, null=True, blank=True, on_delete=models.SET_NULL, related_name="receipts")
-    batch = models.ForeignKey(ReceiptBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="receipts")
+    batch = models.ForeignKey(
+        ReceiptBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="receipts", db_index=False
+    )  # indexed where set only: a receipt is inserted without one (receipt_batched below)
     leaf = models.CharField(max_length=66, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["model_id", "served_at"], name="marketplace_receipt_model_at"),
             models.Index(fields=["served_at"], name="marketplace_receipt_unbatched", condition=Q(batch__isnull=True)),
+            models.Index(fields=["batch"], name="receipt_batched", condition=Q(batch__isnull=False)),
         ]
 
     def __str__(self) -> str:

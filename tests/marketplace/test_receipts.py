@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
 from hallmark import receipts as hallmark_receipts
@@ -74,6 +75,37 @@ def test_a_full_and_a_ranged_download_get_receipts_a_head_and_a_refusal_none(cha
     for response in (head, refused, unsatisfiable):
         assert "X-Hallmark-Receipt" not in response
     assert Receipt.objects.count() == 2
+
+
+@pytest.fixture(params=["one_statement", "one_transaction"])
+def insert_path(request, monkeypatch):
+    """PostgreSQL writes the receipt and the bytes sent in one statement; other databases (SQLite,
+    `make run`) in one transaction of two: both are run here, on PostgreSQL."""
+    built = services.receipts._statements(connection.vendor)
+    assert built.combined is not None and built.combined.startswith("WITH sent AS (UPDATE ")
+    if request.param == "one_transaction":
+        from dataclasses import replace
+
+        monkeypatch.setattr(services.receipts, "_statements", lambda vendor: replace(built, combined=None))
+    return request.param
+
+
+def test_the_receipt_and_the_bytes_sent_are_written_together(chain, live_version, buyer, insert_path):
+    ranged = download(buyer.token, HTTP_RANGE="bytes=10-19")
+    assert ranged.status_code == 206
+    row = Download.objects.get(user=buyer.user, method="GET")
+    assert (row.bytes_sent, row.range_start, row.status_code) == (10, 10, 206)
+    stored = Receipt.objects.get(download=row)
+    assert (stored.range_start, stored.range_end) == (10, 20)
+    assert services.receipts.receipt_value(stored) == hallmark_receipts.decode_header(ranged["X-Hallmark-Receipt"])
+
+    # a receipt that cannot be inserted (its id taken) leaves the Download row as it was
+    twin = Receipt.objects.get(pk=stored.pk)
+    twin.pk = None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        services.receipts.receipt_insert(twin, download_pk=row.pk, bytes_sent=5, range_start=0)
+    row.refresh_from_db()
+    assert (row.bytes_sent, row.range_start) == (10, 10) and Receipt.objects.count() == 1
 
 
 def test_the_s3_redirect_carries_a_receipt(s3, chain, make_party, gguf_file):  # noqa: F811
