@@ -112,6 +112,26 @@ def test_rebuilding_from_events_gives_the_same_ledger(market):
     assert snapshot_ledger() == before and before
 
 
+def test_a_rebuild_that_dies_midway_leaves_the_old_ledger_whole(market, monkeypatch):
+    from royalties import ledger
+
+    before = snapshot_ledger()
+    applied = []
+    real_apply = ledger.ledger_apply
+
+    def apply_then_die(events, **kwargs):
+        if applied:
+            raise RuntimeError("killed mid-rebuild")
+        applied.append(len(events))
+        return real_apply(events, **kwargs)
+
+    monkeypatch.setattr(ledger, "REBUILD_BATCH", 2)  # several batches, never splitting a transaction
+    monkeypatch.setattr(ledger, "ledger_apply", apply_then_die)
+    with pytest.raises(RuntimeError, match="killed mid-rebuild"):
+        call_command("rebuild_ledger", stdout=io.StringIO())
+    assert applied and snapshot_ledger() == before and before
+
+
 def purchase_lines(receipt) -> dict[str, tuple[str, int]]:
     tx_hash = hex0x(receipt["transactionHash"])
     return {line.role: (line.address, int(line.amount_wei)) for line in LedgerLine.objects.filter(entry__tx_hash=tx_hash)}
