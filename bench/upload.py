@@ -324,7 +324,7 @@ def main() -> int:
     cleanup_on_sigterm()
     note = load_note()
     runs: dict[str, list[dict]] = {}
-    with Stack(prefix="hallmark-bench-upload-", tmp_parent=args.tmp) as stack:
+    with Stack(prefix="hallmark-bench-upload-", tmp_parent=args.tmp, keep=bool(os.environ.get("BENCH_KEEP"))) as stack:
         free = shutil.disk_usage(stack.dir).free
         if free < 3 * size + 1024 * MiB:
             print(f"not enough space in {stack.dir}: need about {3 * size / MiB + 1024:.0f} MiB", file=sys.stderr)

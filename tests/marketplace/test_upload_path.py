@@ -219,3 +219,30 @@ def test_x_accel_redirect_names_the_stored_file_url_encoded(settings, vendor, li
     assert "#" not in response["X-Accel-Redirect"] and "?" not in response["X-Accel-Redirect"] and " " not in response["X-Accel-Redirect"]
     assert response["X-Accel-Redirect"] == "/_protected/" + quote(storage_name, safe="/")
     assert unquote(response["X-Accel-Redirect"]) == "/_protected/" + storage_name
+
+
+def test_a_body_is_hashed_in_order_beside_its_writes_and_handed_to_disk_as_it_arrives(tmp_path):
+    """`_receive` hashes on a thread of its own (in order, every digest asked for) and asks the
+    kernel to start writing back every WRITEBACK_EVERY bytes; a body refused midway stops that
+    thread too."""
+    import threading
+
+    from marketplace.services import uploads
+
+    assert uploads._sync_file_range() is not None  # Linux: the hint is really given
+    data = os.urandom(3 * uploads.WRITEBACK_EVERY + 12345)
+    digests = [hashlib.sha256(), hashlib.sha1()]
+    target = tmp_path / "part"
+    target.write_bytes(b"")
+    threads = threading.active_count()
+    with open(target, "r+b") as part:
+        written = uploads._receive(part, io.BytesIO(data), limit=len(data), digests=digests, over=lambda: AssertionError())
+    assert written == len(data) and target.read_bytes() == data
+    assert [d.hexdigest() for d in digests] == [hashlib.sha256(data).hexdigest(), hashlib.sha1(data).hexdigest()]
+
+    class TooLong(MarketplaceError):
+        pass
+
+    with open(target, "r+b") as part, pytest.raises(TooLong):
+        uploads._receive(part, io.BytesIO(data), limit=len(data) // 2, digests=[hashlib.sha256()], over=lambda: TooLong("too long"))
+    assert threading.active_count() == threads  # no digest thread left behind
