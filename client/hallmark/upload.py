@@ -27,11 +27,12 @@ import os
 import queue
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from tqdm import tqdm
 
@@ -83,25 +84,63 @@ class FileChanged(ApiError):
         super().__init__(None, "file_changed", f"{name} changed while it was read for the upload; run again (the changed files go to a new draft)")
 
 
+def proxy_for(scheme: str, host: str) -> SplitResult | None:
+    """The proxy the environment names for `scheme` (`HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, either
+    case, as requests and curl read them), or None when none is set or `NO_PROXY` covers `host`.
+    Only `http://` proxies are understood (as with curl's default); another scheme is an error."""
+    proxies = urllib.request.getproxies()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ApiError(None, "proxy_unsupported", f"the proxy {parts.scheme}://{parts.hostname or ''} is not supported for uploads: "
+                       "use an http:// proxy (HTTPS goes through it with CONNECT) or unset it")
+    return parts
+
+
+def _proxy_authorization(proxy: SplitResult) -> dict[str, str]:
+    if proxy.username is None:
+        return {}
+    credentials = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(credentials).decode()}
+
+
 class _Connection:
-    """One kept-alive HTTP(S) connection to the upload server, reopened after a failure."""
+    """One kept-alive HTTP(S) connection to the upload server, reopened after a failure; through
+    the environment's proxy when one applies (HTTPS tunnelled with CONNECT, HTTP forwarded)."""
 
     def __init__(self, url: str, token: str):
         parts = urlsplit(url)
         self.scheme, self.netloc = parts.scheme, parts.netloc
         self.headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": TUS_VERSION, "User-Agent": f"hallmark-cli/{__version__}"}
+        self.proxy = proxy_for(self.scheme, parts.hostname or "")
         self._conn: http.client.HTTPConnection | None = None
+
+    def _open(self, host: str, port: int) -> http.client.HTTPConnection:
+        if self.proxy is None:
+            kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            return kind(self.netloc, timeout=TIMEOUT)
+        assert self.proxy.hostname is not None
+        if self.scheme == "https":  # TLS end to end, through a CONNECT tunnel
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(self.proxy.hostname, self.proxy.port or 80, timeout=TIMEOUT)
+            conn.set_tunnel(host, port, headers=_proxy_authorization(self.proxy))
+            return conn
+        return http.client.HTTPConnection(self.proxy.hostname, self.proxy.port or 80, timeout=TIMEOUT)
 
     def request(self, method: str, url: str, headers: dict[str, str], body: memoryview | None = None) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(url)
         if (parts.scheme, parts.netloc) != (self.scheme, self.netloc):
             raise ApiError(None, "upload_redirected", f"the upload URL {url} is on another server than {self.scheme}://{self.netloc}")
         if self._conn is None:
-            kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-            self._conn = kind(self.netloc, timeout=TIMEOUT)
+            self._conn = self._open(parts.hostname or "", parts.port or (443 if self.scheme == "https" else 80))
         path = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {**self.headers, **headers}
+        if self.proxy is not None and self.scheme == "http":  # a forwarding proxy takes the absolute URL
+            path = f"{self.scheme}://{self.netloc}{path}"
+            headers.update(_proxy_authorization(self.proxy))
         try:
-            self._conn.request(method, path, body=body, headers={**self.headers, **headers})
+            self._conn.request(method, path, body=body, headers=headers)
             response = self._conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException):

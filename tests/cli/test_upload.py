@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.files.storage import default_storage
@@ -241,3 +242,113 @@ def test_an_upload_refused_by_the_server_names_its_code(live_server, vendor, dra
         upload_files(creation_url(live_server.url, draft), vendor.token, [FileToUpload(path, "weights.gguf", None, lambda url: None)],
                      chunk_size=CHUNK, progress=False)
     assert refused.value.code == "quota_exceeded" and refused.value.status == 413
+
+
+class ForwardProxy:
+    """A forwarding HTTP proxy (what HTTP_PROXY names): relays requests sent with an absolute URL,
+    records each one (method, URL, Proxy-Authorization), and refuses CONNECT tunnels with 403."""
+
+    def __init__(self):
+        import http.client
+        import http.server
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_CONNECT(self):
+                seen.append(("CONNECT", self.path, self.headers.get("Proxy-Authorization")))
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def relay(self):
+                seen.append((self.command, self.path, self.headers.get("Proxy-Authorization")))
+                target = urlsplit(self.path)
+                assert target.scheme == "http" and target.netloc, f"not an absolute URL: {self.path}"
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if not k.lower().startswith("proxy-") and k.lower() != "connection"}
+                upstream = http.client.HTTPConnection(target.netloc, timeout=60)
+                upstream.request(self.command, target.path + (f"?{target.query}" if target.query else ""), body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_POST = do_PATCH = do_HEAD = do_DELETE = do_OPTIONS = relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def forward_proxy(monkeypatch):
+    proxy = ForwardProxy()
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    yield proxy
+    proxy.close()
+
+
+def test_uploads_go_through_the_proxy_the_environment_names(live_server, vendor, draft, tmp_path, monkeypatch, forward_proxy):
+    """Like requests and curl: HTTP_PROXY (with its credentials) is used, NO_PROXY is honoured."""
+    authority = forward_proxy.url.removeprefix("http://")
+    monkeypatch.setenv("http_proxy", f"http://vendor%40acme:s3cr%3At@{authority}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://vendor%40acme:s3cr%3At@{authority}")
+    path, data = random_file(tmp_path, "weights.gguf", 2 * CHUNK + 3)
+    result = upload_file(creation_url(live_server.url, draft), vendor.token, path, "weights.gguf", stored_url=None,
+                         remember=lambda url: None, chunk_size=CHUNK, progress=False)
+    assert stored_bytes(draft, "weights.gguf") == data and result.sha256 == hashlib.sha256(data).hexdigest()
+    methods = [method for method, _, _ in forward_proxy.seen]
+    assert methods == ["POST", "PATCH", "PATCH", "PATCH"]
+    assert all(url.startswith(f"{live_server.url}/api/v1/") for _, url, _ in forward_proxy.seen)
+    import base64
+
+    assert {auth for _, _, auth in forward_proxy.seen} == {"Basic " + base64.b64encode(b"vendor@acme:s3cr:t").decode()}
+
+    forward_proxy.seen.clear()
+    host = urlsplit(live_server.url).hostname
+    monkeypatch.setenv("no_proxy", f"example.org,{host}")
+    monkeypatch.setenv("NO_PROXY", f"example.org,{host}")
+    path, data = random_file(tmp_path, "other.gguf", CHUNK + 1)
+    upload_file(creation_url(live_server.url, draft), vendor.token, path, "other.gguf", stored_url=None,
+                remember=lambda url: None, chunk_size=CHUNK, progress=False)
+    assert stored_bytes(draft, "other.gguf") == data and forward_proxy.seen == []  # straight to the server
+
+
+def test_https_uploads_tunnel_through_the_proxy_and_a_refused_tunnel_is_a_clear_error(tmp_path, monkeypatch, forward_proxy):
+    monkeypatch.setattr(upload_module, "RETRY_DELAY", 0.0)
+    monkeypatch.setenv("https_proxy", forward_proxy.url.replace("http://", "http://ops:pw@"))
+    monkeypatch.setenv("HTTPS_PROXY", forward_proxy.url.replace("http://", "http://ops:pw@"))
+    path, _ = random_file(tmp_path, "weights.gguf", 10)
+    with pytest.raises(ApiError) as refused:
+        upload_file("https://models.example.org/api/v1/vendor/models/m/versions/1/uploads", "hm_x", path, "weights.gguf",
+                    stored_url=None, remember=lambda url: None, chunk_size=CHUNK, progress=False)
+    assert refused.value.code == "unreachable" and "403" in str(refused.value)
+    import base64
+
+    assert forward_proxy.seen[0] == ("CONNECT", "models.example.org:443", "Basic " + base64.b64encode(b"ops:pw").decode())
+
+    monkeypatch.setenv("https_proxy", "socks5://127.0.0.1:1080")
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")
+    with pytest.raises(ApiError) as unsupported:
+        upload_file("https://models.example.org/api/v1/vendor/models/m/versions/1/uploads", "hm_x", path, "weights.gguf",
+                    stored_url=None, remember=lambda url: None, chunk_size=CHUNK, progress=False)
+    assert unsupported.value.code == "proxy_unsupported"
