@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone as djtz
 from eth_utils import to_checksum_address
 
 from registry import chain
 from registry.chain import PERPETUAL, ChainUnavailable, chain_errors, hex0x, to_bytes32
+from registry.models import IndexedBlock, IndexerCursor
 from telemetry import metrics
 
 from .models import License
@@ -113,6 +115,34 @@ def license_record(
     return row
 
 
+def license_mirror_ahead(*, block: int, block_hash: str, **fields) -> License | None:
+    """`license_record` for a writer ahead of the indexer (a contract read, a purchase receipt),
+    deciding under the indexer's cursor lock: if the indexer has already applied `block`, the row
+    is written only if `block_hash` is the hash it indexed there (a read from a fork the indexer
+    did not follow, or a block it no longer remembers, is not mirrored); otherwise the indexer
+    checks the row when it reaches the block (projections.confirm_observed). While the indexer
+    holds the lock (a range being applied) nothing is mirrored. None when nothing was written:
+    the caller's grant then stays short and the next check reads the chain again."""
+    contract = chain.registry_address()
+    try:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():  # a savepoint: a busy lock must not break the outer transaction
+                    cursor = (
+                        IndexerCursor.objects.select_for_update(nowait=True, no_key=True)
+                        .filter(contract=contract).only("block_number").first()
+                    )
+            except OperationalError:
+                return None  # the indexer is applying a range now
+            if cursor is not None and block <= cursor.block_number:
+                indexed = IndexedBlock.objects.filter(contract=contract, number=block).values_list("hash", flat=True).first()
+                if indexed is None or indexed != block_hash.lower():
+                    return None
+            return license_record(block=block, block_hash=block_hash, **fields)
+    except OperationalError:
+        return None
+
+
 def _seats(seats: int) -> int:
     """The contract's seats (a uint32, at least one for a licence ever bought) as a mirror value."""
     return min(max(int(seats), 1), 2**32 - 1)
@@ -139,24 +169,25 @@ def _check_on_chain(model_id: str, wallets: list[str], now: datetime) -> License
             expiry, seats = contract.functions.licenseOf(raw_id, wallet).call(block_identifier=head)
             if not _valid(expiry, now):
                 continue
-            # the safe block's hash before reading at it: if a reorg replaces the block in between,
-            # the row is forgotten for nothing (read again later), never kept for a block that left
-            safe_hash = safe_hash or hex0x(w3.eth.get_block(safe)["hash"])
-            if safe != head:
-                expiry_at_safe, seats_at_safe = contract.functions.licenseOf(raw_id, wallet).call(block_identifier=safe)
-                if not _valid(expiry_at_safe, now):
-                    # bought in the last CONFIRMATIONS blocks: usable now, mirrored once confirmed
-                    unconfirmed = unconfirmed or LicenseDecision(
-                        True, wallet, _expiry_datetime(expiry), expiry >= PERPETUAL, "unconfirmed", confirmed=False,
-                        seats=int(seats),
-                    )
-                    continue
-                # what is confirmed; a renewal (or seats) on top of it is not yet
-                expiry, seats = expiry_at_safe, seats_at_safe
-            row = license_record(
-                model_id=model_id, licensee=wallet, expiry=expiry, block=safe, source=License.Source.CHAIN_READ,
-                seats=seats, block_hash=safe_hash,
+            short = LicenseDecision(
+                True, wallet, _expiry_datetime(expiry), expiry >= PERPETUAL, "unconfirmed", confirmed=False, seats=int(seats),
             )
+            # the safe block's hash first, then the licence at that block (even when it is the
+            # head): a reorg in between makes the row be forgotten for nothing (read again
+            # later), never kept for a block that left the chain
+            safe_hash = safe_hash or hex0x(w3.eth.get_block(safe)["hash"])
+            expiry_at_safe, seats_at_safe = contract.functions.licenseOf(raw_id, wallet).call(block_identifier=safe)
+            if not _valid(expiry_at_safe, now):
+                unconfirmed = unconfirmed or short  # bought in the last CONFIRMATIONS blocks: usable now, mirrored once confirmed
+                continue
+            # what is confirmed; a renewal (or seats) on top of it is not yet
+            row = license_mirror_ahead(
+                model_id=model_id, licensee=wallet, expiry=expiry_at_safe, block=safe, source=License.Source.CHAIN_READ,
+                seats=seats_at_safe, block_hash=safe_hash,
+            )
+            if row is None:  # not mirrored now (see license_mirror_ahead): a short grant, asked again
+                unconfirmed = unconfirmed or short
+                continue
             return LicenseDecision(True, wallet, row.expires_at, row.perpetual, "chain", seats=row.seats)
     return unconfirmed or LicenseDecision(False)
 
@@ -312,7 +343,7 @@ def purchase_confirm(*, tx_hash: str) -> PurchaseConfirmation:
             block=receipt["blockNumber"], source=License.Source.EVENT, seats=int(args["seats"]),
             block_hash=hex0x(receipt["blockHash"]),
         )
-        row = license_record(**fields) if confirmed else _license_unsaved(**fields)
+        row = (license_mirror_ahead(**fields) or _license_unsaved(**fields)) if confirmed else _license_unsaved(**fields)
         if row is not None:
             licences.append(row)
     if not licences:

@@ -93,6 +93,10 @@ def proxy_for(scheme: str, host: str) -> SplitResult | None:
     if not url or urllib.request.proxy_bypass(host):
         return None
     parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number in range)
+    except ValueError:
+        raise ApiError(None, "proxy_unsupported", f"the proxy {url[:200]!r} has an invalid port") from None
     if parts.scheme != "http" or not parts.hostname:
         raise ApiError(None, "proxy_unsupported", f"the proxy {parts.scheme}://{parts.hostname or ''} is not supported for uploads: "
                        "use an http:// proxy (HTTPS goes through it with CONNECT) or unset it")

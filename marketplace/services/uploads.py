@@ -217,11 +217,17 @@ class _Digester:
         self.digests = digests
         self.queue: queue.Queue = queue.Queue(maxsize=DIGEST_QUEUE)
         self.thread = threading.Thread(target=self._run, name="upload-digest", daemon=True) if digests else None
+        self.error: BaseException | None = None
 
     def _run(self) -> None:
         while (block := self.queue.get()) is not None:
-            for digest in self.digests:
-                digest.update(block)
+            if self.error is not None:
+                continue  # keep draining, so `feed` never blocks on a queue nobody empties
+            try:
+                for digest in self.digests:
+                    digest.update(block)
+            except BaseException as exc:  # noqa: BLE001 (raised again by __exit__, in the request's thread)
+                self.error = exc
 
     def feed(self, block: bytes) -> None:
         if self.thread is not None:
@@ -236,6 +242,8 @@ class _Digester:
         if self.thread is not None:
             self.queue.put(None)
             self.thread.join()
+            if self.error is not None and exc_info[0] is None:
+                raise self.error
 
 
 DIGEST_QUEUE = 4  # blocks of BLOCK bytes: 4 MiB in flight at most

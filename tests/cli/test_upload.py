@@ -352,3 +352,9 @@ def test_https_uploads_tunnel_through_the_proxy_and_a_refused_tunnel_is_a_clear_
         upload_file("https://models.example.org/api/v1/vendor/models/m/versions/1/uploads", "hm_x", path, "weights.gguf",
                     stored_url=None, remember=lambda url: None, chunk_size=CHUNK, progress=False)
     assert unsupported.value.code == "proxy_unsupported"
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:99999")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:99999")
+    with pytest.raises(ApiError) as bad_port:
+        upload_file("https://models.example.org/api/v1/vendor/models/m/versions/1/uploads", "hm_x", path, "weights.gguf",
+                    stored_url=None, remember=lambda url: None, chunk_size=CHUNK, progress=False)
+    assert bad_port.value.code == "proxy_unsupported" and "invalid port" in str(bad_port.value)

@@ -246,3 +246,26 @@ def test_a_body_is_hashed_in_order_beside_its_writes_and_handed_to_disk_as_it_ar
     with open(target, "r+b") as part, pytest.raises(TooLong):
         uploads._receive(part, io.BytesIO(data), limit=len(data) // 2, digests=[hashlib.sha256()], over=lambda: TooLong("too long"))
     assert threading.active_count() == threads  # no digest thread left behind
+
+
+def test_a_digest_that_fails_midway_fails_the_body_and_leaves_no_thread_waiting(tmp_path):
+    import threading
+
+    from marketplace.services import uploads
+
+    class Broken:
+        def __init__(self):
+            self.calls = 0
+
+        def update(self, block):
+            self.calls += 1
+            if self.calls == 2:
+                raise MemoryError("no memory for the digest")
+
+    data = os.urandom(12 * uploads.BLOCK)  # more blocks than the digest queue holds
+    target = tmp_path / "part"
+    target.write_bytes(b"")
+    threads = threading.active_count()
+    with open(target, "r+b") as part, pytest.raises(MemoryError, match="no memory for the digest"):
+        uploads._receive(part, io.BytesIO(data), limit=len(data), digests=[Broken()], over=lambda: AssertionError())
+    assert threading.active_count() == threads

@@ -218,3 +218,60 @@ def test_a_licence_mirrored_before_block_hashes_were_kept_is_read_again_once_the
     assert not License.objects.filter(licensee=buyer.address).exists()
     assert license_check(model_id=model_id, wallets=[buyer.address]).source == "chain"
     assert License.objects.get(licensee=buyer.address).observed_block_hash == block_hash
+
+
+def test_a_read_from_a_block_the_indexer_already_applied_is_mirrored_only_with_the_hash_it_indexed(chain, settings, live_version, buyer):
+    """A contract read (or a receipt) that commits after the indexer passed its block would never
+    be checked by it: the mirror then takes it only if the block's hash is the one indexed."""
+    from registry.indexer import indexer_run
+    from royalties.services import license_mirror_ahead
+
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    model_id = live_version.model.chain_model_id
+    receipt = purchase(chain, model_id, buyer.key)
+    chain.rpc("anvil_mine", [3])
+    indexer_run()  # past the purchase's block, whose hash it keeps (the block has a registry log)
+    License.objects.all().delete()
+    fields = dict(model_id=model_id, licensee=buyer.address, expiry=2**64 - 1, block=receipt["blockNumber"],
+                  source=License.Source.CHAIN_READ, seats=1)
+    assert license_mirror_ahead(block_hash="0x" + "ab" * 32, **fields) is None  # a fork the indexer did not follow
+    assert not License.objects.exists()
+    assert license_mirror_ahead(block_hash=receipt["blockHash"].to_0x_hex(), **fields) is not None
+    assert License.objects.get(licensee=buyer.address).observed_block_hash == receipt["blockHash"].to_0x_hex()
+    License.objects.all().delete()
+    assert license_mirror_ahead(**{**fields, "block": receipt["blockNumber"] + 1}, block_hash="0x" + "cd" * 32) is None  # not remembered
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_mirrored_ahead_of_the_indexer_while_it_holds_its_cursor(chain, settings, live_version, make_party):
+    import threading
+
+    from django.db import connection, transaction
+
+    from registry.indexer import indexer_run
+    from registry.models import IndexerCursor
+    from royalties.services import license_mirror_ahead
+
+    settings.REGISTRY_DEPLOY_BLOCK = chain.deploy_block
+    indexer_run()
+    cursor = IndexerCursor.objects.get()
+    holding, release = threading.Event(), threading.Event()
+
+    def indexer_applying_a_range():
+        with transaction.atomic():
+            IndexerCursor.objects.select_for_update().get(pk=cursor.pk)
+            holding.set()
+            release.wait(30)
+        connection.close()
+
+    thread = threading.Thread(target=indexer_applying_a_range)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        fields = dict(model_id=live_version.model.chain_model_id, licensee=chain.account(2).address, expiry=2**64 - 1,
+                      block=cursor.block_number + 1, source=License.Source.CHAIN_READ, seats=1, block_hash="0x" + "ee" * 32)
+        assert license_mirror_ahead(**fields) is None and not License.objects.exists()
+    finally:
+        release.set()
+        thread.join()
+    assert license_mirror_ahead(**fields) is not None  # the lock is free again: mirrored, checked by the indexer later
