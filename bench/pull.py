@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _stack import Stack, children_of, cleanup_on_sigterm, commit_note, load_note  # noqa: E402
+from _stack import Stack, children_of, cleanup_on_sigterm, commit_note, cpu_seconds, load_note  # noqa: E402
 from download import Marketplace, write_safetensors  # noqa: E402
 
 MiB = 1024**2
@@ -77,21 +77,6 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str
     return seconds, int(peak) / 1024, float(user) + float(system), done.stdout
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_of(pids: list[int]) -> float:
-    """CPU seconds (user + system) the processes `pids` have used so far, from /proc."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
-
-
 @dataclass
 class Measure:
     seconds: float
@@ -122,9 +107,9 @@ class Bench:
 
     def measured(self, measure: Callable[[dict], tuple[float, float, float]], version: dict) -> Measure:
         """`measure(version)` with the server's CPU over the same time."""
-        before = cpu_of(self.server)
+        before = cpu_seconds(self.server)
         seconds, peak, client_cpu = measure(version)
-        return Measure(seconds, peak, client_cpu, cpu_of(self.server) - before)
+        return Measure(seconds, peak, client_cpu, cpu_seconds(self.server) - before)
 
     def anchor(self, version: dict) -> tuple[float, float, float]:
         folder = self.fresh()

@@ -53,6 +53,7 @@ from _stack import (  # noqa: E402
     Stack,
     children_of,
     cleanup_on_sigterm,
+    cpu_seconds,
     free_port,
     load_note,
     proc_status_kb,
@@ -264,18 +265,6 @@ class Marketplace:
                 raise RuntimeError(f"{name} stored with {path.stat().st_size} bytes, not {size}")
             path.unlink()
         return {"seconds": post_seconds + float(seconds), "peak_mb": peak, "before_mb": before}
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (/proc/PID/stat), in seconds."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def client_cpu_seconds() -> float:
