@@ -311,26 +311,25 @@ def ledger_rebuild() -> int:
     """Drop the ledger and write it again from the indexed events alone, in batches of about
     REBUILD_BATCH events (memory stays flat over millions; the running balances carry over).
 
-    One transaction that first takes the indexer's cursor lock: a rebuild that dies (or is
-    killed) leaves the old ledger whole, and the indexer waits instead of applying events the
-    rebuild would miss or apply twice. The old ledger goes with two plain DELETEs (Django's
+    One transaction (a rebuild that dies leaves the old ledger whole) that first takes the
+    indexer's cursor lock: the indexer waits instead of applying events the rebuild would miss
+    or apply twice. The old ledger goes with two plain DELETEs (Django's
     `delete()` would load every entry first: most of the time at a million events)."""
-    with transaction.atomic():
-        list(IndexerCursor.objects.select_for_update().values_list("pk", flat=True))
-        quote = connection.ops.quote_name
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {quote(LedgerLine._meta.db_table)}")  # noqa: S608 (table names, no input)
-            cursor.execute(f"DELETE FROM {quote(LedgerEntry._meta.db_table)}")  # noqa: S608
-        state = _BatchState(fresh_ledger=True)
-        written = 0
-        batch: list[ChainEvent] = []
-        events = ChainEvent.objects.filter(name__in=MONEY_EVENTS).order_by("block_number", "log_index")
-        for event in events.iterator(chunk_size=5000):
-            if len(batch) >= REBUILD_BATCH and event.tx_hash != batch[-1].tx_hash:
-                written += ledger_apply(batch, _state=state)
-                batch = []
-            batch.append(event)
-        return written + ledger_apply(batch, _state=state)
+    list(IndexerCursor.objects.select_for_update().values_list("pk", flat=True))
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {quote(LedgerLine._meta.db_table)}")  # noqa: S608 (table names, no input)
+        cursor.execute(f"DELETE FROM {quote(LedgerEntry._meta.db_table)}")  # noqa: S608
+    state = _BatchState(fresh_ledger=True)
+    written = 0
+    batch: list[ChainEvent] = []
+    events = ChainEvent.objects.filter(name__in=MONEY_EVENTS).order_by("block_number", "log_index")
+    for event in events.iterator(chunk_size=5000):
+        if len(batch) >= REBUILD_BATCH and event.tx_hash != batch[-1].tx_hash:
+            written += ledger_apply(batch, _state=state)
+            batch = []
+        batch.append(event)
+    return written + ledger_apply(batch, _state=state)
 
 
 def ledger_balance(*, address: str, until=None) -> int:

@@ -113,8 +113,8 @@ def file_response(
         response["Content-Type"] = "application/octet-stream"
     else:
         response = StreamingHttpResponse(
-            _stream(artifact.storage_name, start, length, lambda sent: on_done(sent, start if byte_range else None)),
-            status=206 if byte_range else 200,
+            _stream(artifact.storage_name, start, length, lambda sent: on_done(sent, start)),
+            status=206,
             content_type="application/octet-stream",
         )
     for key, value in headers.items():
