@@ -371,7 +371,25 @@ def main() -> int:
     ceiling = sha256_rate()
     print(f"context: one SHA-256 stream (hashlib, in memory) here: {ceiling:.0f} MB/s = {ceiling / anchor:.2f}x nginx; the file's "
           "SHA-256 is one stream, so no uploader that hashes the file as it sends it can pass that")
+    bound = cpu_bound(size, ceiling, result["anchor"], os.cpu_count() or 1)
+    print(f"context: the work no uploader of this protocol can skip is {bound['cpu']:.2f} CPU s here: three SHA-256 passes "
+          f"({bound['hash']:.2f} s: the file's digest and the segment digests the signed manifest holds, on the client; the "
+          f"server's check of each chunk's Upload-Checksum) and the copies nginx and curl spent ({bound['copy']:.2f} s). "
+          f"On {bound['cores']} cores that takes at least {bound['seconds']:.2f} s: at best {size / bound['seconds'] / 1e6 / anchor:.2f}x "
+          "nginx on this machine, with client and server sharing its cores")
     return 0
+
+
+def cpu_bound(size: int, sha256_mb_s: float, nginx: dict, cores: int) -> dict:
+    """The least wall time any uploader of our protocol needs here: three SHA-256 passes over the
+    file (two on the client, one on the server) plus the copy work the anchor's client and server
+    spent (our transfer cannot copy less), spread perfectly over the cores both sides share, and
+    never less than one SHA-256 stream (the file digest is sequential)."""
+    hashing = 3 * size / (sha256_mb_s * 1e6)
+    copy = nginx["client_cpu"] + nginx["server_cpu"]
+    cpu = hashing + copy
+    seconds = max(cpu / cores, size / (sha256_mb_s * 1e6))
+    return {"hash": hashing, "copy": copy, "cpu": cpu, "cores": cores, "seconds": seconds}
 
 
 if __name__ == "__main__":

@@ -5,8 +5,14 @@ records the file only while the version is still a draft: under the version's ro
 lock `version_finalize` takes, so a finalize and a completing upload cannot interleave, and an
 upload that finishes after finalize is refused and its bytes removed.
 
-The offset is committed only after its bytes are on disk, and one writer at a time holds the
-part file's lock, so a crash or a race can never leave a gap or an overlap."""
+One writer at a time holds the part file's lock, and the offset is committed only after its
+bytes are in the file, so a race or a killed worker can never leave a gap or an overlap. A
+chunk is not fsynced on its own (the kernel is asked to start writing it as it arrives); the
+whole file is, before it is recorded. After a crash of the machine, which can take bytes the
+kernel had not yet written, an upload's offset is read back as what its file holds
+(`upload_get`), so a client that resumes from `HEAD` sends those bytes again: never a gap.
+A disk that is full (or an I/O error) refuses the chunk (`insufficient_storage`, `storage_error`)
+and keeps none of its bytes."""
 
 from __future__ import annotations
 
@@ -14,9 +20,11 @@ import base64
 import binascii
 import contextlib
 import ctypes
+import errno
 import fcntl
 import functools
 import hashlib
+import logging
 import os
 import queue
 import threading
@@ -38,6 +46,8 @@ from registry.inspection import InspectionError, file_kind
 from ..errors import Conflict, InvalidInput, MarketplaceError, NotFound
 from ..models import Artifact, Upload, Vendor, Version
 from ..storage import is_local
+
+logger = logging.getLogger(__name__)
 
 # bytes read from a request body at a time: gunicorn's SocketUnreader (27.x) receives up to 1 MiB
 # at once while it knows the body's length, so a 1 MiB read is one recv and no re-buffering; a
@@ -83,6 +93,35 @@ def _over_quota() -> UploadError:
         code="quota_exceeded",
         status=413,
     )
+
+
+# the disk has no room (or the file system refuses a file this large): the client may retry later
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _storage_error(exc: OSError) -> UploadError:
+    """What a failed write of an upload's bytes answers: 507 when the disk has no room, 500 else."""
+    if exc.errno in _NO_ROOM:
+        return UploadError(
+            "the server has no room to store this upload right now; nothing of this request was kept, retry later",
+            code="insufficient_storage",
+            status=507,
+        )
+    return UploadError(
+        f"the server could not store this upload ({os.strerror(exc.errno) if exc.errno else type(exc).__name__}); "
+        "nothing of this request was kept, retry later",
+        code="storage_error",
+        status=500,
+    )
+
+
+@contextlib.contextmanager
+def _storing():
+    """Turn an OSError of the server's own file into a storage error (not a client gone away)."""
+    try:
+        yield
+    except OSError as exc:
+        raise _storage_error(exc) from exc
 
 
 def _require_draft(version: Version) -> None:
@@ -158,19 +197,21 @@ def upload_whole(*, user, version: Version, path: str, stream: BinaryIO, length:
     upload = _open(user=user, version=version, path=path, length=reserve, metadata={"filename": path, PUT_MARK: True})
     digest = hashlib.sha256()
     try:
-        with open(_part_path(upload), "r+b") as part:
+        with open(_part_path(upload), "r+b", buffering=0) as part:
             written = _receive(part, stream, limit=reserve, digests=[digest], over=over or (lambda: _cut_short(length, length + 1)))
             if length is not None and written != length:
                 raise _cut_short(length, written)
-            part.flush()
-            os.fsync(part.fileno())
         if not Upload.objects.filter(pk=upload.pk).update(length=written, offset=written, updated_at=timezone.now()):
             raise NotFound("this upload expired while its body arrived; send the file again", code="upload_not_found")
         upload.refresh_from_db()
     except BaseException:
         _discard(upload)
         raise
-    artifact = _complete(upload, sha256=digest.hexdigest()).artifact
+    try:
+        artifact = _complete(upload, sha256=digest.hexdigest()).artifact
+    except UploadError:  # the file could not be made durable: a PUT leaves nothing behind
+        _discard(upload)
+        raise
     upload.delete()  # only a reservation: nothing can address a PUT's upload once it is done
     return artifact
 
@@ -188,8 +229,8 @@ def _receive(part, stream: BinaryIO, *, limit: int, digests: list, over: Callabl
     """Copy `stream` into `part` at its position, at most `limit` bytes (one more raises `over()`).
 
     Every WRITEBACK_EVERY bytes the kernel is asked to start writing what arrived to disk
-    (`sync_file_range`, asynchronous): the fsync that acknowledges the chunk then waits for the
-    last few MiB only, not for the whole chunk, while the next bytes keep arriving meanwhile."""
+    (`sync_file_range`, asynchronous), so the fsync at the file's completion waits for the last
+    few MiB only. A failed write raises a storage error (`_storing`), never "client gone"."""
     written = 0
     start = flushed = part.tell()
     with _Digester(digests) as digester:
@@ -201,11 +242,21 @@ def _receive(part, stream: BinaryIO, *, limit: int, digests: list, over: Callabl
             if written > limit:
                 raise over()
             digester.feed(block)
-            part.write(block)
-            if start + written - flushed >= WRITEBACK_EVERY:
-                part.flush()
-                start_writeback(part.fileno(), flushed, start + written - flushed)
-                flushed = start + written
+            with _storing():
+                _write_all(part, block)
+                if start + written - flushed >= WRITEBACK_EVERY:
+                    start_writeback(part.fileno(), flushed, start + written - flushed)
+                    flushed = start + written
+
+
+def _write_all(part, block: bytes) -> None:
+    """Write all of `block` to an unbuffered file (a write to a regular file may be short)."""
+    view = memoryview(block)
+    while view:
+        n = part.write(view)
+        if not n:  # a regular file that takes nothing has no room (a real ENOSPC raises)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
 
 
 class _Digester:
@@ -279,7 +330,28 @@ def upload_get(*, user, upload_id) -> Upload:
         raise NotFound("no such upload (it may have expired and been removed)", code="upload_not_found")
     if upload.completed_at is None and upload.expires_at <= timezone.now():
         raise UploadError("this upload expired; start it again", code="upload_expired", status=410)
+    if upload.completed_at is None:
+        _reconcile(upload)
     return upload
+
+
+def _reconcile(upload: Upload) -> None:
+    """Lower the recorded offset to what the part file holds, where a crash of the machine took
+    bytes that were acknowledged but not yet on disk (chunks are not fsynced one by one): the
+    client resumes from there. A file that is longer keeps its extra bytes until the next chunk
+    (which truncates at the offset); a file that is gone counts as empty (the next chunk creates
+    it). Only an incomplete upload's row is changed: a completion moves the file away."""
+    try:
+        size = os.stat(_part_path(upload)).st_size
+    except FileNotFoundError:
+        size = 0
+    if size < upload.offset:
+        logger.warning(
+            "upload %s: its file holds %d bytes of the %d recorded (a crash?); resuming from %d",
+            upload.pk, size, upload.offset, size,
+        )
+        if Upload.objects.filter(pk=upload.pk, offset=upload.offset, completed_at__isnull=True).update(offset=size):
+            upload.offset = size
 
 
 def upload_append(
@@ -295,42 +367,32 @@ def upload_append(
         raise UploadError("the chunk runs past Upload-Length", code="chunk_too_large", status=413)
 
     path = _part_path(upload)
-    with open(path, "r+b") as part:
+    with _storing():
+        # created if a crash of the machine lost it (its creation is not fsynced): `_reconcile` then reads 0
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with open(fd, "r+b", buffering=0) as part:  # unbuffered: a failed write leaves nothing pending
         try:
             fcntl.flock(part.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise Conflict("another request is writing to this upload; retry", code="upload_locked") from exc
-        current = Upload.objects.select_related("version").get(pk=upload.pk)
+        current = Upload.objects.select_related("version").filter(pk=upload.pk).first()
+        if current is None or current.completed_at is not None:
+            # cancelled, or completed (its file moved away), since `upload` was read: drop the
+            # empty file just created
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            if current is None:
+                raise NotFound("this upload was cancelled or expired; start it again", code="upload_not_found")
+            raise Conflict("this upload is complete", code="upload_complete")
+        _reconcile(current)
         if current.version.status != Version.Status.DRAFT:
             # refused before a byte is taken; the completion re-checks under the version's lock
             _discard(current)
             _require_draft(current.version)
         if offset != current.offset:
             raise Conflict(f"Upload-Offset {offset} does not match the server's {current.offset}", code="offset_mismatch")
-        part.seek(offset)
-        part.truncate(offset)  # drop bytes of a chunk that was cut short before
         digest = algorithm() if algorithm else None
-        written = 0
-        try:
-            written = _receive(
-                part, stream, limit=upload.length - offset, digests=[digest] if digest else [],
-                over=lambda: UploadError("the chunk runs past Upload-Length", code="chunk_too_large", status=413),
-            )
-        except MarketplaceError:
-            part.truncate(offset)
-            raise
-        except Exception:
-            # the client went away mid-chunk: keep what arrived intact, unless it must be verified
-            if digest:
-                part.truncate(offset)
-                raise
-            part.flush()
-            written = part.tell() - offset
-        if digest and digest.digest() != expected:
-            part.truncate(offset)
-            raise UploadError("the chunk does not match its Upload-Checksum; send it again", code="checksum_mismatch", status=460)
-        part.flush()
-        os.fsync(part.fileno())
+        written = _write_chunk(part, stream, offset=offset, limit=upload.length - offset, digest=digest, expected=expected)
         new_offset = offset + written
         now = timezone.now()
         expires_at = now + timedelta(seconds=settings.UPLOAD_EXPIRY_SECONDS)
@@ -345,6 +407,36 @@ def upload_append(
     if upload.offset == upload.length:
         return _complete(upload)
     return upload
+
+
+def _write_chunk(part, stream: BinaryIO, *, offset: int, limit: int, digest, expected: bytes | None) -> int:
+    """Write a PATCH body into `part` at `offset` (the caller holds its lock); returns the bytes
+    kept. A refused chunk (checksum, size, storage) keeps none of its bytes; a chunk whose client
+    went away keeps what arrived, unless it had a checksum to verify."""
+    part.seek(offset)
+    with _storing():
+        part.truncate(offset)  # drop bytes of a chunk that was cut short before
+    try:
+        written = _receive(
+            part, stream, limit=limit, digests=[digest] if digest else [],
+            over=lambda: UploadError("the chunk runs past Upload-Length", code="chunk_too_large", status=413),
+        )
+    except MarketplaceError:
+        part.truncate(offset)
+        raise
+    except Exception:
+        # the client went away mid-chunk (a failed write is a storage error, above)
+        if digest:
+            part.truncate(offset)
+            raise
+        written = part.tell() - offset
+    if digest and digest.digest() != expected:
+        part.truncate(offset)
+        raise UploadError("the chunk does not match its Upload-Checksum; send it again", code="checksum_mismatch", status=460)
+    # not fsynced: the kernel starts writing the chunk's tail now; the file is fsynced whole at
+    # its completion, and `_reconcile` covers what a crash of the machine takes before that
+    start_writeback(part.fileno(), offset, written)
+    return written
 
 
 def _checksum(header: str) -> tuple[Callable, bytes]:
@@ -365,6 +457,7 @@ def _complete(upload: Upload, *, sha256: str = "") -> Upload:
     source = _part_path(upload)
     name = f"artifacts/{upload.version_id}/{upload.path}"
     stored = None
+    _make_durable(upload, source)
     try:
         if is_local():
             target_name = default_storage.get_available_name(name)
@@ -372,6 +465,7 @@ def _complete(upload: Upload, *, sha256: str = "") -> Upload:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.replace(source, target)  # same filesystem: no second copy of a multi-GB file
             stored = target_name
+            _fsync_directory(os.path.dirname(target))  # the rename itself survives a crash
         else:  # remote storage (S3): a streamed (multipart) upload of the finished file
             with open(source, "rb") as fh:
                 stored = default_storage.save(name, File(fh))
@@ -393,6 +487,37 @@ def _complete(upload: Upload, *, sha256: str = "") -> Upload:
         raise
     upload.refresh_from_db()
     return upload
+
+
+def _make_durable(upload: Upload, path: str) -> None:
+    """fsync a finished part before it is recorded. A failure here may have lost any of its bytes
+    (a write-back error of an earlier chunk is reported now), so the upload starts again from
+    zero (its row and an empty file stay, so the client's HEAD says 0) and the error says so."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        logger.error("upload %s: fsync of its file failed (%s); it starts again from 0", upload.pk, exc)
+        with contextlib.suppress(OSError):
+            os.truncate(path, 0)
+        Upload.objects.filter(pk=upload.pk).update(offset=0)
+        raise _storage_error(exc) from exc
+
+
+def _fsync_directory(path: str) -> None:
+    """fsync a directory so a rename into it survives a crash; a failure is logged (the file is
+    in place and recorded; only its rename's durability is in doubt), never raised."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        logger.warning("fsync of directory %s failed: %s", path, exc)
 
 
 def _discard(upload: Upload) -> None:
