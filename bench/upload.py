@@ -24,8 +24,9 @@ without tuspy's cost: tuspy reads each chunk into memory before `requests` sends
 Timings: ours from the tus creation POST to the last PATCH's answer, measured around
 `Uploader.upload()` in this process; nginx's is curl's `time_total`. Each is the best of
 `--repeat` runs (default 2), interleaved; `sync` runs before each so no run pays for the last
-one's dirty pages. Note that our server fsyncs each chunk before it acknowledges the new
-offset (tus needs the offset to be durable); nginx does not fsync. Server peak RSS is VmHWM of
+one's dirty pages. Note that our server fsyncs each file once, before it records it (a
+file's bytes must be on disk before they are hashed and signed); nginx does not fsync, so a
+context row adds an fsync of nginx's stored file to its time. Server peak RSS is VmHWM of
 the gunicorn worker(s) (and of the nginx worker), reset before each upload; "RSS before" is
 the largest worker's resident size just before it.
 Target: the CLI's uploader (checksums and the file's SHA-256 included) >= 0.8x nginx throughput.
@@ -146,7 +147,9 @@ class Nginx:
     def workers(self) -> list[int]:
         return children_of(self.proc.pid)
 
-    def upload(self, source: Path, size: int) -> dict:
+    def upload(self, source: Path, size: int, durable: bool = False) -> dict:
+        """curl's time_total; with `durable`, plus the time to fsync the stored file afterwards
+        (what our server does before it records a file: nginx's PUT never fsyncs)."""
         target = self.dir / "dav" / "big.gguf"
         target.unlink(missing_ok=True)
         workers = self.workers()
@@ -161,8 +164,17 @@ class Nginx:
         code, seconds = out.stdout.split()
         if code not in ("201", "204") or target.stat().st_size != size:
             raise RuntimeError(f"nginx PUT answered {code}, stored {target.stat().st_size} bytes of {size}")
+        total = float(seconds)
+        if durable:
+            start = time.perf_counter()
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            total += time.perf_counter() - start
         target.unlink()
-        return {"seconds": float(seconds), "peak_mb": peak_mb(workers), "before_mb": before}
+        return {"seconds": total, "peak_mb": peak_mb(workers), "before_mb": before}
 
 
 class Marketplace:
@@ -327,6 +339,7 @@ def main() -> int:
             ours.source_sha256 = file_sha256(source)
             plan = [
                 ("anchor", lambda: nginx.upload(source, size)),
+                ("durable", lambda: nginx.upload(source, size, durable=True)),
                 ("cli", lambda: ours.upload_cli(source, size)),
                 ("curl", lambda: ours.upload_curl(source, size)),
             ]
@@ -351,6 +364,7 @@ def main() -> int:
     anchor = rate(result["anchor"])
     label = {
         "anchor": "curl -T -> nginx dav_methods PUT (anchor)",
+        "durable": "curl -T -> nginx, then fsync of the stored file (context: as durable as ours)",
         "cli": f"hallmark CLI uploader -> gunicorn, {CHUNK_SIZE // MiB} MiB chunks + Upload-Checksum sha256 + file SHA-256, read once",
         "chunked": f"tuspy -> gunicorn, {chunk // MiB} MiB chunks",
         "whole": f"tuspy -> gunicorn, one {size // MiB} MiB chunk",

@@ -280,7 +280,8 @@ class _Upload:
                 raise self._raise(answer)
             start = self.offset()  # what the server kept of this chunk (a refused chunk: nothing)
             if not offset <= start <= offset + len(view):
-                raise ApiError(409, "offset_mismatch", f"{self.name}: the server's offset {start} is outside the chunk being sent")
+                raise ApiError(409, "offset_mismatch", f"{self.name}: the server's offset {start} is outside the chunk being sent "
+                                   "(it lost bytes in a crash?); run the command again to resume from the server's offset")
             if start == offset + len(view):
                 return
 
