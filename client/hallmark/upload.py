@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
+import requests.utils
 from tqdm import tqdm
 
 from . import __version__
@@ -84,13 +85,15 @@ class FileChanged(ApiError):
         super().__init__(None, "file_changed", f"{name} changed while it was read for the upload; run again (the changed files go to a new draft)")
 
 
-def proxy_for(scheme: str, host: str) -> SplitResult | None:
-    """The proxy the environment names for `scheme` (`HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, either
-    case, as requests and curl read them), or None when none is set or `NO_PROXY` covers `host`.
-    Only `http://` proxies are understood (as with curl's default); another scheme is an error."""
+def proxy_for(target: str) -> SplitResult | None:
+    """The proxy the environment names for the URL `target` (`HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`,
+    either case), or None when none is set or `NO_PROXY` covers it. `NO_PROXY` is read as requests
+    reads it for the rest of the CLI (host names, domain suffixes, `host:port`, IP networks such
+    as `10.0.0.0/8`), so uploads and every other call agree. Only `http://` proxies are understood
+    (as with curl's default); another scheme is an error."""
     proxies = urllib.request.getproxies()
-    url = proxies.get(scheme) or proxies.get("all")
-    if not url or urllib.request.proxy_bypass(host):
+    url = proxies.get(urlsplit(target).scheme) or proxies.get("all")
+    if not url or requests.utils.should_bypass_proxies(target, no_proxy=None):
         return None
     parts = urlsplit(url if "://" in url else f"http://{url}")
     try:
@@ -118,7 +121,7 @@ class _Connection:
         parts = urlsplit(url)
         self.scheme, self.netloc = parts.scheme, parts.netloc
         self.headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": TUS_VERSION, "User-Agent": f"hallmark-cli/{__version__}"}
-        self.proxy = proxy_for(self.scheme, parts.hostname or "")
+        self.proxy = proxy_for(url)
         self._conn: http.client.HTTPConnection | None = None
 
     def _open(self, host: str, port: int) -> http.client.HTTPConnection:

@@ -332,6 +332,22 @@ def test_uploads_go_through_the_proxy_the_environment_names(live_server, vendor,
                 remember=lambda url: None, chunk_size=CHUNK, progress=False)
     assert stored_bytes(draft, "other.gguf") == data and forward_proxy.seen == []  # straight to the server
 
+    # an IP network in NO_PROXY, as requests (the rest of the CLI) reads it: urllib alone does not
+    by_address = live_server.url.replace("//localhost:", "//127.0.0.1:")
+    assert by_address != live_server.url
+    monkeypatch.setenv("no_proxy", "10.0.0.0/8,127.0.0.0/8")
+    monkeypatch.setenv("NO_PROXY", "10.0.0.0/8,127.0.0.0/8")
+    path, data = random_file(tmp_path, "cidr.gguf", CHUNK + 2)
+    upload_file(creation_url(by_address, draft), vendor.token, path, "cidr.gguf", stored_url=None,
+                remember=lambda url: None, chunk_size=CHUNK, progress=False)
+    assert stored_bytes(draft, "cidr.gguf") == data and forward_proxy.seen == []
+    monkeypatch.setenv("no_proxy", "10.0.0.0/8")  # a network that does not hold the server: the proxy again
+    monkeypatch.setenv("NO_PROXY", "10.0.0.0/8")
+    path, data = random_file(tmp_path, "via.gguf", CHUNK + 2)
+    upload_file(creation_url(by_address, draft), vendor.token, path, "via.gguf", stored_url=None,
+                remember=lambda url: None, chunk_size=CHUNK, progress=False)
+    assert stored_bytes(draft, "via.gguf") == data and [m for m, _, _ in forward_proxy.seen] == ["POST", "PATCH", "PATCH"]
+
 
 def test_https_uploads_tunnel_through_the_proxy_and_a_refused_tunnel_is_a_clear_error(tmp_path, monkeypatch, forward_proxy):
     monkeypatch.setattr(upload_module, "RETRY_DELAY", 0.0)
