@@ -24,9 +24,9 @@ without tuspy's cost: tuspy reads each chunk into memory before `requests` sends
 Timings: ours from the tus creation POST to the last PATCH's answer, measured around
 `Uploader.upload()` in this process; nginx's is curl's `time_total`. Each is the best of
 `--repeat` runs (default 2), interleaved; `sync` runs before each so no run pays for the last
-one's dirty pages. Note that our server fsyncs each file once, before it records it (a
-file's bytes must be on disk before they are hashed and signed); nginx does not fsync, so a
-context row adds an fsync of nginx's stored file to its time. Server peak RSS is VmHWM of
+one's dirty pages. Note that our server fsyncs each chunk before it acknowledges the new
+offset (tus needs the offset to be durable); nginx does not fsync, so a context row adds an
+fsync of nginx's stored file to its time. Server peak RSS is VmHWM of
 the gunicorn worker(s) (and of the nginx worker), reset before each upload; "RSS before" is
 the largest worker's resident size just before it.
 Target: the CLI's uploader (checksums and the file's SHA-256 included) >= 0.8x nginx throughput.
@@ -149,7 +149,7 @@ class Nginx:
 
     def upload(self, source: Path, size: int, durable: bool = False) -> dict:
         """curl's time_total; with `durable`, plus the time to fsync the stored file afterwards
-        (what our server does before it records a file: nginx's PUT never fsyncs)."""
+        (our server fsyncs every chunk before it acknowledges it: nginx's PUT never fsyncs)."""
         target = self.dir / "dav" / "big.gguf"
         target.unlink(missing_ok=True)
         workers = self.workers()
