@@ -508,8 +508,7 @@ def _complete(upload: Upload, *, sha256: str = "") -> Upload:
                 stored = target_name
                 _fsync_directory(os.path.dirname(target))  # the new name survives a crash
             else:  # remote storage (S3): a streamed (multipart) upload of the finished file
-                with open(source, "rb") as fh:
-                    stored = default_storage.save(name, File(fh))
+                stored = _save_remote(name, source)
         with transaction.atomic():
             # the lock version_finalize takes: the file is recorded before finalize reads the
             # version's files, or refused after it; never attached to a finalized version
@@ -531,6 +530,25 @@ def _complete(upload: Upload, *, sha256: str = "") -> Upload:
         os.unlink(source)  # the artifact is recorded: the part's name goes (uploads_expire sweeps one a crash left)
     upload.refresh_from_db()
     return upload
+
+
+def _save_remote(name: str, source: str) -> str:
+    """Copy a finished part to remote storage (S3); its name there. Whatever the storage client
+    raises (unreachable endpoint, refused credentials, a bucket gone) is `storage_unavailable`
+    (503): nothing is recorded, and the caller keeps the part for the retry."""
+    try:
+        with open(source, "rb") as fh:
+            return default_storage.save(name, File(fh))
+    except OSError:
+        raise  # the part itself: a storage error of this server's disk (`_storing`)
+    except Exception as exc:  # noqa: BLE001 (any failure of the remote store means "not stored")
+        logger.warning("remote storage refused %s: %s", name, exc)
+        raise UploadError(
+            f"the server's file storage did not take this upload ({type(exc).__name__}); nothing of this request "
+            "was kept, retry later",
+            code="storage_unavailable",
+            status=503,
+        ) from exc
 
 
 def _make_durable(upload: Upload, path: str) -> None:

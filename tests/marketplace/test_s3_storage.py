@@ -38,8 +38,10 @@ def s3(settings, monkeypatch):
             },
         },
     }
-    yield boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    server.stop()
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.moto = {"server": server, "port": port}  # for a test that takes the endpoint away
+    yield client
+    client.moto["server"].stop()
 
 
 def test_a_version_on_s3_is_hashed_and_downloaded_through_a_presigned_redirect(s3, chain, live_server, make_party, gguf_file, tmp_path):
@@ -82,3 +84,35 @@ def test_a_tus_upload_lands_in_the_bucket(s3, chain, live_server, make_party, gg
     uploader.upload()
     artifact = Artifact.objects.get(version=draft, path="model.gguf")
     assert s3.get_object(Bucket=BUCKET, Key=artifact.storage_name)["Body"].read() == gguf_file.read_bytes()
+
+
+def test_a_file_completed_while_the_bucket_is_unreachable_is_503_and_its_last_chunk_sent_again(s3, vendor, live_version):
+    """The object store does not answer when the last chunk completes the file: 503
+    `storage_unavailable`, nothing recorded, the offset back where that chunk began; once the
+    store answers again, the same chunk completes the file."""
+    import os
+
+    from marketplace.models import Upload
+    from tests.marketplace.test_upload_storage_faults import Tus
+
+    draft = services.version_create(model=live_version.model)
+    data = os.urandom(200_000)
+    tus = Tus(vendor, draft)
+    tus.create("model.gguf", len(data))
+    assert tus.patch(0, data[:100_000]).status_code == 204
+
+    s3.moto["server"].stop()  # connection refused from here on
+    refused = tus.patch(100_000, data[100_000:])
+    assert refused.status_code == 503, refused.content
+    assert refused.json()["code"] == "storage_unavailable"
+    assert tus.offset() == 100_000 and Upload.objects.get(version=draft).completed_at is None
+    assert not Artifact.objects.filter(version=draft).exists()
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=s3.moto["port"])
+    server.start()
+    s3.moto["server"] = server
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=BUCKET)
+    assert tus.patch(100_000, data[100_000:]).status_code == 204
+    artifact = Artifact.objects.get(version=draft, path="model.gguf")
+    assert s3.get_object(Bucket=BUCKET, Key=artifact.storage_name)["Body"].read() == data
