@@ -230,8 +230,9 @@ def _receive(part, stream: BinaryIO, *, limit: int, digests: list, over: Callabl
     """Copy `stream` into `part` at its position, at most `limit` bytes (one more raises `over()`).
 
     Every WRITEBACK_EVERY bytes the kernel is asked to start writing what arrived to disk
-    (`sync_file_range`, asynchronous), so the fsync at the file's completion waits for the last
-    few MiB only. A failed write raises a storage error (`_storing`), never "client gone"."""
+    (`sync_file_range`, asynchronous), so the fsync that acknowledges a chunk (or ends a whole-file
+    PUT) waits for the last few MiB only. A failed write raises a storage error (`_storing`),
+    never "client gone"."""
     written = 0
     start = flushed = part.tell()
     with _Digester(digests) as digester:
@@ -556,11 +557,7 @@ def _make_durable(upload: Upload, path: str) -> None:
     (a write-back error of an earlier chunk is reported now), so the upload starts again from
     zero (its row and an empty file stay, so the client's HEAD says 0) and the error says so."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_path(path)
     except OSError as exc:
         logger.error("upload %s: fsync of its file failed (%s); it starts again from 0", upload.pk, exc)
         # only an upload still open at its full length: never one another request completed
@@ -570,15 +567,20 @@ def _make_durable(upload: Upload, path: str) -> None:
         raise _storage_error(exc) from exc
 
 
-def _fsync_directory(path: str) -> None:
-    """fsync a directory so a rename into it survives a crash; a failure is logged (the file is
-    in place and recorded; only its rename's durability is in doubt), never raised."""
+def _fsync_path(path: str) -> None:
+    """fsync a file or a directory by its path."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(path: str) -> None:
+    """fsync a directory so a name just made in it survives a crash; a failure is logged (the file
+    is in place and recorded; only its new name's durability is in doubt), never raised."""
+    try:
+        _fsync_path(path)
     except OSError as exc:
         logger.warning("fsync of directory %s failed: %s", path, exc)
 
